@@ -1,0 +1,53 @@
+"""The ``irstd`` command line: one sub-command per module in :mod:`irstd.commands`.
+
+Each command module defines ``add_parser(subparsers)`` (returns its parser) and ``run(args) -> int``.
+Commands import their heavy dependencies inside ``run`` so that ``irstd --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from irstd.errors import IRSTDError
+
+# Order is the order shown in `irstd --help`.
+COMMANDS: list[str] = [
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="irstd",
+        description="Infrared small target detection toolkit.",
+    )
+    from irstd import __version__
+
+    parser.add_argument("--version", action="version", version=f"irstd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"irstd.commands.{name}")
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except IRSTDError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
