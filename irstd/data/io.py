@@ -15,9 +15,10 @@ Rules
 * **Dynamic range** is never truncated: :func:`read_image` returns the native dtype
   (``uint8``, ``uint16``, ``int32`` or ``float32``); 14-bit sensor data in 16-bit containers stays as is.
 * **Mask binarisation** (:func:`binarize_mask`): a pixel is target iff its value is greater than half
-  the mask's full scale, where the full scale is 1 if the mask's maximum is <= 1 (0/1 label masks)
-  and otherwise the dtype's maximum (255 for 8-bit, 65535 for 16-bit, 1.0 for float). Grey,
-  anti-aliased mask borders (IRSTD-1K has 85 such masks) are thereby split at 50 %.
+  the mask's full scale: the smallest of 1, 255 and 65535 that is >= the mask's maximum (0/1
+  label masks, 0/255 masks in any container, 16-bit masks). A 16-bit file holding 0/255 is therefore
+  read as 0/255, not as an empty mask. Grey, anti-aliased mask borders (IRSTD-1K has 85 such masks)
+  are split at 50 %.
 * **Probability maps** (:func:`read_probability`): integer maps are divided by their dtype's maximum
   (255 or 65535; 32-bit integer maps with values <= 65535 are taken as 16-bit); float maps are used
   as they are and must lie in [0, 1].
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import cv2
@@ -56,7 +58,7 @@ def _decode(path: Path) -> np.ndarray:
         raise IRSTDError(f"{path}: cannot read file ({exc.strerror or exc})") from None
     if raw.size == 0:
         raise IRSTDError(f"{path}: file is empty")
-    array = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    array = _cv2_decode_quietly(raw)
     if array is not None:
         if array.ndim == 3 and array.shape[2] in (3, 4):
             array = _bgr_to_grey(array)
@@ -64,14 +66,38 @@ def _decode(path: Path) -> np.ndarray:
             array = array[:, :, 0]
         return array
     try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr", "1"):
-                img = img.convert("L")
-            array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # Pillow warns (on stderr) about corrupt EXIF blocks and the like; the error below, or the
+        # decoded pixels, are what the user needs, so keep its warnings out of the output.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                img.load()
+                if img.mode in ("RGB", "RGBA", "P", "PA", "LA", "CMYK", "YCbCr", "1"):
+                    img = img.convert("L")
+                array = np.asarray(img)
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        ValueError,
+        SyntaxError,
+    ) as exc:
         raise IRSTDError(f"{path}: not a readable image ({exc})") from None
     return array
+
+
+def _cv2_decode_quietly(raw: np.ndarray) -> np.ndarray | None:
+    # OpenCV logs several lines to stderr for every file it cannot decode (libpng / libtiff
+    # errors), before we raise one clear IRSTDError or fall back to Pillow; silence them.
+    # cv2.error (e.g. an image above OpenCV's pixel limit) also means "let Pillow try".
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
 
 
 def _bgr_to_grey(array: np.ndarray) -> np.ndarray:
@@ -130,7 +156,7 @@ def full_scale(array: np.ndarray) -> float:
 def binarize_mask(array: np.ndarray) -> np.ndarray:
     """Binarise a ground-truth mask by the rule in the module docstring; returns ``bool`` H x W."""
     peak = float(array.max(initial=0))
-    scale = 1.0 if peak <= 1 else full_scale(array)
+    scale = next((s for s in (1.0, 255.0, 65535.0) if peak <= s), peak)
     return array > 0.5 * scale
 
 
