@@ -14,6 +14,14 @@ from irstd.errors import IRSTDError
 
 # Order is the order shown in `irstd --help`.
 COMMANDS: list[str] = [
+    "models",
+    "profile",
+    "train",
+    "test",
+    "predict",
+    "synth",
+    "evaluate",
+    "corrupt",
 ]
 
 

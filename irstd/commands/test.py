@@ -1,0 +1,145 @@
+"""``irstd test``: score a trained model on a dataset split at original resolution."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Score a trained model on a dataset split: every metric (IoU, nIoU, PixAcc, Pd, Fa, F1, target and
+pixel precision/recall, AUC) at the original image size (padded to the model's stride and cropped
+back, never resized). Writes OUT/metrics.json (with ROC and Pd-Fa curves) and the predicted masks
+OUT/masks/<id>.png (0/255), and prints a table.
+
+The model comes from a run directory (its config.yaml and best/ checkpoint) or from a weights file
+(.safetensors written by irstd name their model; foreign .pth state dicts need --model).
+
+Examples:
+  irstd test --run runs/nuaa_acm-20250101-120000
+  irstd test --run runs/x --dataset ../shared/datasets/NUAA-SIRST --split test --out eval/x
+  irstd test --model acm --weights ACM_NUAA.pth --dataset ../shared/datasets/NUAA-SIRST --out eval/acm
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "test",
+        help="score a trained model on a dataset split",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_argument_group("model (one of)")
+    src.add_argument("--run", metavar="RUN_DIR", help="run directory written by irstd train")
+    src.add_argument("--model", metavar="NAME", help="zoo model name (with --weights)")
+    src.add_argument("--weights", metavar="FILE", help=".safetensors or .pth weights")
+    src.add_argument("--model-kwargs", metavar="YAML", help="model constructor kwargs as a YAML mapping, e.g. '{deep_supervision: true}'")
+    src.add_argument("--checkpoint", choices=["auto", "best", "last"], default="auto", help="which checkpoint of --run (default: best, else last)")
+    p.add_argument("--dataset", metavar="DIR", help="dataset folder (default: the run's data.root)")
+    p.add_argument("--split", default=None, help="split name (default: the run's data.test_split, else 'test')")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/test-<dataset>-<split>, or ./test-<model>-<dataset>-<split>)")
+    p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's, else 0.5)")
+    p.add_argument("--no-masks", action="store_true", help="do not write predicted masks")
+    p.add_argument("--save-prob", action="store_true", help="also write 16-bit probability maps <id>_prob.png")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable samples (listed) instead of stopping")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    return p
+
+
+def _print_table(metrics: dict) -> None:
+    rows = [
+        ("IoU", metrics["IoU"], "{:.4f}"),
+        ("nIoU", metrics["nIoU"], "{:.4f}"),
+        ("PixAcc", metrics["PixAcc"], "{:.4f}"),
+        ("Pd", metrics["Pd"], "{:.4f}"),
+        ("Fa (x1e-6)", metrics["Fa"] * 1e6, "{:.3f}"),
+        ("F1 (target)", metrics["F1"], "{:.4f}"),
+        ("precision (target)", metrics["precision"], "{:.4f}"),
+        ("pixel F1", metrics["pixel_F1"], "{:.4f}"),
+    ]
+    if "AUC" in metrics:
+        rows.append(("AUC", metrics["AUC"], "{:.4f}"))
+    width = max(len(r[0]) for r in rows)
+    for name, value, fmt in rows:
+        print(f"{name:<{width}}  {fmt.format(value)}")
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from irstd.data import IRSTDDataset
+    from irstd.data.io import atomic_write_bytes
+    from irstd.engine.evaluator import evaluate
+    from irstd.engine.predictor import load_detector
+    from irstd.errors import IRSTDError
+
+    kwargs = None
+    if args.model_kwargs:
+        try:
+            kwargs = yaml.safe_load(args.model_kwargs)
+        except yaml.YAMLError:
+            kwargs = None
+        if not isinstance(kwargs, dict):
+            raise IRSTDError(f"--model-kwargs {args.model_kwargs!r}: expected a YAML mapping such as '{{key: value}}'")
+    if args.run is None and args.weights is None:
+        raise IRSTDError("give --run RUN_DIR or --weights FILE (with --model for foreign .pth files)")
+    dataset_root, split = args.dataset, args.split
+    if args.run is not None:
+        from irstd.config import load_config
+
+        run_dir = Path(args.run)
+        if not (run_dir / "config.yaml").is_file():
+            raise IRSTDError(f"{run_dir}: not a run directory (no config.yaml)")
+        cfg = load_config(run_dir / "config.yaml")
+        dataset_root = dataset_root or cfg.data.root
+        split = split or cfg.data.test_split or "test"
+    split = split or "test"
+    if not dataset_root:
+        raise IRSTDError("give --dataset DIR")
+    detector = load_detector(
+        model=args.model,
+        weights=args.weights,
+        run=args.run,
+        model_kwargs=kwargs,
+        threshold=args.threshold,
+        checkpoint=args.checkpoint,
+        device=args.device,
+    )
+    dataset = IRSTDDataset(dataset_root, split=split, skip_bad=args.skip_bad)
+    if dataset.skipped:
+        print(dataset.skipped_summary())
+    ds_name = Path(dataset_root).resolve().name
+    if args.out:
+        out = Path(args.out)
+    elif args.run:
+        out = Path(args.run) / f"test-{ds_name}-{split}"
+    else:
+        model_name = args.model or Path(args.weights).stem
+        out = Path(f"test-{model_name}-{ds_name}-{split}")
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = evaluate(
+        detector.model,
+        dataset,
+        detector.device,
+        detector.threshold,
+        in_chans=detector.in_chans,
+        save_dir=None if args.no_masks else out / "masks",
+        save_probs=args.save_prob,
+        curves=True,
+        progress=True,
+        desc="test",
+    )
+    report = {
+        **metrics,
+        "model": detector.name,
+        "dataset": str(Path(dataset_root).resolve()),
+        "split": split,
+        "threshold": detector.threshold,
+        "skipped": [list(s) for s in dataset.skipped],
+    }
+    atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2, default=float) + "\n").encode())
+    print(f"{detector.name} on {ds_name}/{split} ({metrics['num_images']} images, threshold {detector.threshold}):")
+    _print_table(metrics)
+    print(f"wrote {out / 'metrics.json'}" + ("" if args.no_masks else f" and masks in {out / 'masks'}"))
+    return 0

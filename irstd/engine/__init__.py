@@ -1,0 +1,67 @@
+"""The engine: training, evaluation, prediction and checkpoints.
+
+* :class:`Trainer` (:mod:`irstd.engine.trainer`): ``Trainer(cfg, run_dir).fit()`` runs ``irstd train``.
+* :func:`evaluate` (:mod:`irstd.engine.evaluator`): metrics at original resolution.
+* :class:`Detector`, :func:`load_detector`, :func:`load_default_detector`
+  (:mod:`irstd.engine.predictor`): detection on arbitrary frames (tiling for large ones).
+* :mod:`irstd.engine.checkpoint`: safetensors weights, training state, crash-safe checkpoint dirs.
+* :mod:`irstd.engine.losses`, :mod:`irstd.engine.optim`, :mod:`irstd.engine.seed`,
+  :mod:`irstd.engine.loader`, :mod:`irstd.engine.distributed`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "irstd.engine.trainer": ("Trainer", "resolve_device", "new_run_dir", "model_metadata"),
+    "irstd.engine.evaluator": ("evaluate", "forward_logits", "probability_to_png"),
+    "irstd.engine.predictor": (
+        "Detector",
+        "find_targets",
+        "load_detector",
+        "load_default_detector",
+        "make_overlay",
+        "DEFAULT_WEIGHTS",
+        "DEFAULT_CARD",
+    ),
+    "irstd.engine.checkpoint": ("save_weights", "load_weights", "read_state_dict", "read_weights_metadata"),
+    "irstd.engine.losses": ("SegLoss", "build_loss", "soft_iou_loss", "dice_loss", "bce_loss", "focal_loss"),
+    "irstd.engine.optim": ("LRScheduler", "build_optimizer", "build_scheduler", "lr_at"),
+    "irstd.engine.seed": ("seed_everything",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'irstd.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
+
+if TYPE_CHECKING:
+    from irstd.engine.checkpoint import load_weights, read_state_dict, read_weights_metadata, save_weights
+    from irstd.engine.evaluator import evaluate, forward_logits, probability_to_png
+    from irstd.engine.losses import SegLoss, bce_loss, build_loss, dice_loss, focal_loss, soft_iou_loss
+    from irstd.engine.optim import LRScheduler, build_optimizer, build_scheduler, lr_at
+    from irstd.engine.predictor import (
+        DEFAULT_CARD,
+        DEFAULT_WEIGHTS,
+        Detector,
+        find_targets,
+        load_default_detector,
+        load_detector,
+        make_overlay,
+    )
+    from irstd.engine.seed import seed_everything
+    from irstd.engine.trainer import Trainer, model_metadata, new_run_dir, resolve_device
+
+__all__ = sorted(_WHERE)

@@ -1,0 +1,112 @@
+"""Deterministic training data: epoch-seeded order, per-sample augmentation streams, DDP sharding.
+
+* The order of epoch ``e`` is :func:`irstd.engine.seed.epoch_permutation` ``(n, seed, e)``; the
+  epoch has ``steps = max(1, n // batch_size)`` global batches (the remainder is dropped, so every
+  step has the same size; a dataset smaller than one batch is repeated to fill it).
+* With ``world_size`` processes, global batch ``s`` (``batch_size`` samples) is cut into
+  ``world_size`` equal slices and process ``r`` takes slice ``r``: the processes together see
+  exactly the batches a single process would, the DistributedSampler contract without its
+  padding/shuffle differences.
+* Sample ``i`` of epoch ``e`` is augmented with :func:`irstd.engine.seed.sample_rng` ``(seed, e, i)``
+  inside whichever worker loads it.
+* :meth:`EpochBatchSampler.set_epoch` takes a starting step, so a resume in the middle of an epoch
+  continues with the very batches that were next.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from irstd.engine.seed import epoch_permutation, sample_rng
+
+__all__ = ["AugmentedDataset", "EpochBatchSampler", "steps_per_epoch"]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Global optimisation steps per epoch for ``n`` samples (remainder dropped, at least 1)."""
+    return max(1, int(n) // int(batch_size))
+
+
+class AugmentedDataset(Dataset):
+    """Training view of an :class:`irstd.data.IRSTDDataset`: items are keyed by ``(epoch, index)``.
+
+    Reads the raw sample, normalises it with :func:`irstd.data.normalize_image` and applies
+    ``transform(image, mask, rng)`` with the per-sample generator. Returns the dataset's item format
+    ``{"image": 1xhxw float32, "mask": 1xhxw float32 {0,1}, "id": str}``.
+    """
+
+    def __init__(self, base, transform, seed: int):
+        self.base = base
+        self.transform = transform
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        from irstd.data import normalize_image
+
+        epoch, index = key
+        raw, mask = self.base.load_arrays(index)
+        image = normalize_image(raw)
+        if self.transform is not None:
+            image, mask = self.transform(image, mask, sample_rng(self.seed, epoch, index))
+        image = np.ascontiguousarray(image, dtype=np.float32)
+        mask = np.ascontiguousarray(mask, dtype=np.float32)
+        return {
+            "image": torch.from_numpy(image[None]),
+            "mask": torch.from_numpy(mask[None]),
+            "id": self.base.ids[index],
+        }
+
+
+class EpochBatchSampler(Sampler):
+    """Yields this process's batches of ``(epoch, index)`` keys for the current epoch.
+
+    Args:
+        n: number of training samples.
+        batch_size: global batch size, divisible by ``world_size``.
+        seed: run seed.
+        rank, world_size: DDP position.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        if n < 1:
+            raise ValueError("no training samples")
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+        self.n = int(n)
+        self.batch_size = int(batch_size)
+        self.local_batch = self.batch_size // int(world_size)
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.steps = steps_per_epoch(self.n, self.batch_size)
+        self.epoch = 0
+        self.start_step = 0
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """Select the epoch, skipping its first ``start_step`` batches (resume)."""
+        self.epoch = int(epoch)
+        self.start_step = int(start_step)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Global sample order of ``epoch``, ``steps * batch_size`` long."""
+        perm = epoch_permutation(self.n, self.seed, epoch)
+        need = self.steps * self.batch_size
+        if need > perm.size:  # fewer samples than one batch: repeat the order
+            perm = np.resize(perm, need)
+        return perm[:need]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = self.order(self.epoch)
+        for step in range(self.start_step, self.steps):
+            lo = step * self.batch_size + self.rank * self.local_batch
+            yield [(self.epoch, int(i)) for i in order[lo : lo + self.local_batch]]
+
+    def __len__(self) -> int:
+        return self.steps - self.start_step

@@ -1,0 +1,371 @@
+"""Detection on arbitrary infrared frames: any size, mode and bit depth; tiling for large frames.
+
+Pipeline for one frame (:meth:`Detector.predict`):
+
+1. the frame is read by :func:`irstd.data.io.read_image` (native bit depth) and normalised as a
+   whole by :func:`irstd.data.normalize_image`, exactly as in training;
+2. frames whose sides fit in ``tile`` pixels run in one pass (padded to the model's stride, cropped
+   back); larger frames are cut into ``tile x tile`` windows overlapping by ``overlap`` pixels, each
+   window's probabilities are weighted by a linear ramp that falls towards the window edges (where
+   the network sees less context) and the weighted sum is divided by the summed weights, so seams
+   vanish and the memory use is bounded by one window whatever the frame size;
+3. probabilities above ``threshold`` form the mask; its 8-connected components are the detections
+   (centroid, bounding box, area, peak and mean probability), the same connectivity the Pd/Fa
+   metrics use.
+
+The default detector is the pair ``irstd/weights/default.safetensors`` + ``default.yaml`` (model
+name, kwargs, threshold, notes) shipped in the package; :func:`load_default_detector` loads it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from irstd.engine.checkpoint import load_weights, read_weights_metadata, unwrap
+from irstd.engine.evaluator import forward_logits
+from irstd.errors import IRSTDError
+
+__all__ = [
+    "Detector",
+    "Prediction",
+    "find_targets",
+    "make_overlay",
+    "tile_starts",
+    "ramp_weights",
+    "load_detector",
+    "load_default_detector",
+    "DEFAULT_WEIGHTS",
+    "DEFAULT_CARD",
+]
+
+_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_WEIGHTS = _WEIGHTS_DIR / "default.safetensors"
+DEFAULT_CARD = _WEIGHTS_DIR / "default.yaml"
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Window starts covering ``[0, length)`` with windows of ``tile`` overlapping by >= ``overlap``.
+
+    The last window ends exactly at ``length``; ``length <= tile`` gives ``[0]``.
+    """
+    if length <= tile:
+        return [0]
+    step = max(tile - overlap, 1)
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def ramp_weights(size: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+    """1-D blending weights of one window side: 1 in the middle, a linear ramp over ``overlap``
+    pixels towards a side shared with another window, flat (1) at a side on the frame border.
+    Values lie in (0, 1]."""
+    w = np.ones(size, dtype=np.float32)
+    if overlap <= 0:
+        return w
+    ramp = (np.arange(size, dtype=np.float32) + 0.5) / overlap
+    if not at_start:
+        w = np.minimum(w, ramp)
+    if not at_end:
+        w = np.minimum(w, ramp[::-1])
+    return w
+
+
+@dataclass
+class Prediction:
+    """Result of :meth:`Detector.predict` for one frame.
+
+    Attributes:
+        prob: ``float32 H x W`` probabilities in [0, 1] at the frame's size.
+        mask: ``bool H x W``, ``prob > threshold``.
+        detections: one dict per 8-connected target (see :func:`find_targets`).
+    """
+
+    prob: np.ndarray
+    mask: np.ndarray
+    detections: list[dict] = field(default_factory=list)
+
+
+def find_targets(prob: np.ndarray, threshold: float = 0.5) -> list[dict]:
+    """Targets of a probability map: the 8-connected components of ``prob > threshold``.
+
+    Returns:
+        One dict per component, in raster order of their first pixel::
+
+            {"centroid": [x, y],            # mean pixel position (x = column), float
+             "bbox": [x_min, y_min, x_max, y_max],   # inclusive pixel coordinates
+             "area": pixels, "score": peak probability, "mean_score": mean probability}
+    """
+    from scipy import ndimage
+
+    mask = prob > threshold
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return []
+    index = np.arange(1, n + 1)
+    objects = ndimage.find_objects(labels)
+    areas = ndimage.sum_labels(np.ones_like(prob, dtype=np.float64), labels, index)
+    peaks = ndimage.maximum(prob, labels, index)
+    means = ndimage.mean(prob, labels, index)
+    centres = ndimage.center_of_mass(np.ones_like(prob, dtype=np.float64), labels, index)
+    out = []
+    for i in range(n):
+        rows, cols = objects[i]
+        cy, cx = centres[i]
+        out.append(
+            {
+                "centroid": [round(float(cx), 3), round(float(cy), 3)],
+                "bbox": [int(cols.start), int(rows.start), int(cols.stop - 1), int(rows.stop - 1)],
+                "area": int(areas[i]),
+                "score": round(float(peaks[i]), 6),
+                "mean_score": round(float(means[i]), 6),
+            }
+        )
+    return out
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """8-bit display version of a frame of any depth: 0.5..99.5 percentile stretch."""
+    x = image.astype(np.float64)
+    lo, hi = np.percentile(x, [0.5, 99.5])
+    if hi <= lo:
+        lo, hi = float(x.min()), float(x.max())
+    if hi <= lo:
+        return np.zeros(x.shape, dtype=np.uint8)
+    return np.clip((x - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
+
+
+def make_overlay(image: np.ndarray, mask: np.ndarray, detections: list[dict]) -> np.ndarray:
+    """RGB ``uint8`` picture of a frame with the mask tinted red and a box around each detection."""
+    import cv2
+
+    grey = _display(image)
+    rgb = np.stack([grey, grey, grey], axis=-1)
+    if mask.any():
+        rgb[mask] = (0.4 * rgb[mask] + 0.6 * np.array([255, 0, 0])).astype(np.uint8)
+    h, w = mask.shape
+    thick = max(1, int(round(max(h, w) / 800)))
+    margin = 3 + 2 * thick
+    for det in detections:
+        x0, y0, x1, y1 = det["bbox"]
+        cv2.rectangle(
+            rgb,
+            (max(x0 - margin, 0), max(y0 - margin, 0)),
+            (min(x1 + margin, w - 1), min(y1 + margin, h - 1)),
+            (255, 220, 0),
+            thick,
+        )
+    return rgb
+
+
+class Detector:
+    """A trained network ready to detect targets in frames of any size.
+
+    Args:
+        model: network following the zoo interface (logits; ``stride`` attribute).
+        threshold: probability threshold in [0, 1].
+        device: ``None``/``"auto"`` picks CUDA, MPS or CPU.
+        in_chans: network input channels (grey is repeated).
+        tile: window side for large frames (rounded up to the stride); frames with both sides
+            <= tile run in one pass.
+        overlap: overlap of neighbouring windows, pixels (< tile).
+        tile_batch: windows per forward pass (more is faster on GPUs, costs memory).
+        name: label for messages.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        threshold: float = 0.5,
+        device: str | torch.device | None = None,
+        in_chans: int = 1,
+        tile: int = 512,
+        overlap: int = 64,
+        tile_batch: int = 1,
+        name: str = "model",
+    ):
+        from irstd.engine.trainer import resolve_device
+
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise IRSTDError(f"threshold must be in [0, 1], got {threshold}")
+        self.device = resolve_device("auto" if device is None else str(device))
+        self.model = unwrap(model).to(self.device).eval()
+        self.threshold = float(threshold)
+        self.in_chans = int(in_chans)
+        self.stride = int(getattr(self.model, "stride", 1) or 1)
+        self.tile = int(math.ceil(int(tile) / self.stride) * self.stride)
+        self.overlap = int(overlap)
+        if not 0 <= self.overlap < self.tile:
+            raise IRSTDError(f"tile overlap must be in [0, tile={self.tile}), got {overlap}")
+        self.tile_batch = max(int(tile_batch), 1)
+        self.name = name
+
+    def __repr__(self) -> str:
+        return (
+            f"Detector({self.name}, threshold={self.threshold}, device={self.device}, "
+            f"tile={self.tile}, overlap={self.overlap})"
+        )
+
+    @torch.no_grad()
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(forward_logits(self.model, x.to(self.device), self.in_chans).float()).cpu()
+
+    @torch.no_grad()
+    def probability(self, image: np.ndarray) -> np.ndarray:
+        """Probabilities (``float32 H x W`` in [0, 1]) for a raw frame of any dtype (H x W)."""
+        from irstd.data import normalize_image
+
+        image = np.asarray(image)
+        if image.ndim != 2:
+            raise IRSTDError(f"expected a 2-D grey frame, got shape {image.shape}")
+        x = torch.from_numpy(normalize_image(image))
+        h, w = x.shape
+        if h <= self.tile and w <= self.tile:
+            return self._run(x[None, None])[0, 0].numpy()
+        th, tw = min(self.tile, h), min(self.tile, w)
+        rows, cols = tile_starts(h, th, self.overlap), tile_starts(w, tw, self.overlap)
+        acc = np.zeros((h, w), dtype=np.float32)
+        norm = np.zeros((h, w), dtype=np.float32)
+        windows = [(r, c) for r in rows for c in cols]
+        for k in range(0, len(windows), self.tile_batch):
+            chunk = windows[k : k + self.tile_batch]
+            batch = torch.stack([x[r : r + th, c : c + tw] for r, c in chunk])[:, None]
+            probs = self._run(batch)[:, 0].numpy()
+            for (r, c), p in zip(chunk, probs):
+                wy = ramp_weights(th, self.overlap, r == 0, r + th == h)
+                wx = ramp_weights(tw, self.overlap, c == 0, c + tw == w)
+                weight = wy[:, None] * wx[None, :]
+                acc[r : r + th, c : c + tw] += p * weight
+                norm[r : r + th, c : c + tw] += weight
+        return acc / norm
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """Probabilities, mask and detections of one raw frame."""
+        prob = self.probability(image)
+        return Prediction(prob=prob, mask=prob > self.threshold, detections=find_targets(prob, self.threshold))
+
+
+# ----------------------------------------------------------------------------------- loading
+
+
+def _build_model(name: str, kwargs: dict, in_chans: int, where: str) -> nn.Module:
+    from irstd.models import create
+
+    if not isinstance(kwargs, dict):
+        raise IRSTDError(f"{where}: model kwargs must be a mapping")
+    try:
+        return create(name, in_chans=in_chans, **kwargs)
+    except TypeError as exc:
+        raise IRSTDError(f"{where}: bad kwargs for model {name!r} ({exc})") from None
+
+
+def load_default_detector(device: str | torch.device | None = None, **overrides) -> Detector:
+    """The detector shipped with irstd (``irstd/weights/default.safetensors`` + ``default.yaml``).
+
+    ``default.yaml`` keys: ``model`` (required), ``kwargs``, ``in_chans`` (1), ``threshold`` (0.5),
+    ``tile`` (512), ``overlap`` (64); other keys (``normalization``, ``notes``, ``data``, ...) are
+    documentation and ignored. ``overrides`` replace ``threshold``, ``tile``, ``overlap``.
+
+    Raises:
+        IRSTDError: either file missing or malformed, weights not fitting the model.
+    """
+    import yaml
+
+    for path in (DEFAULT_CARD, DEFAULT_WEIGHTS):
+        if not path.is_file():
+            raise IRSTDError(
+                f"{path}: the default detector is not installed (expected {DEFAULT_WEIGHTS.name} and "
+                f"{DEFAULT_CARD.name} in {_WEIGHTS_DIR}); pass --model NAME --weights FILE or --run RUN_DIR"
+            )
+    try:
+        card = yaml.safe_load(DEFAULT_CARD.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise IRSTDError(f"{DEFAULT_CARD}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(card, dict) or not isinstance(card.get("model"), str):
+        raise IRSTDError(f"{DEFAULT_CARD}: needs a 'model' entry naming a zoo model")
+    in_chans = int(card.get("in_chans", 1))
+    model = _build_model(card["model"], card.get("kwargs") or {}, in_chans, str(DEFAULT_CARD))
+    load_weights(model, DEFAULT_WEIGHTS)
+    settings = {
+        "threshold": float(card.get("threshold", 0.5)),
+        "tile": int(card.get("tile", 512)),
+        "overlap": int(card.get("overlap", 64)),
+    }
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    return Detector(model, device=device, in_chans=in_chans, name=f"default ({card['model']})", **settings)
+
+
+def _run_weights(run_dir: Path, checkpoint: str) -> Path:
+    from irstd.engine.checkpoint import checkpoint_dir
+
+    order = (checkpoint,) if checkpoint != "auto" else ("best", "last")
+    for name in order:
+        folder = checkpoint_dir(run_dir, name)
+        if folder is not None and (folder / "model.safetensors").is_file():
+            return folder / "model.safetensors"
+    raise IRSTDError(f"{run_dir}: no {' or '.join(order)} checkpoint with model.safetensors")
+
+
+def load_detector(
+    model: str | None = None,
+    weights: str | os.PathLike | None = None,
+    run: str | os.PathLike | None = None,
+    *,
+    model_kwargs: dict | None = None,
+    in_chans: int | None = None,
+    threshold: float | None = None,
+    checkpoint: str = "auto",
+    device: str | torch.device | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+) -> Detector:
+    """A :class:`Detector` from a run directory, a weights file, or the shipped default.
+
+    * ``run``: the run's ``config.yaml`` gives model, kwargs, channels and threshold; weights from
+      ``best/`` (else ``last/``; ``checkpoint`` forces one).
+    * ``weights``: ``.safetensors`` written by irstd carry the model name and kwargs, so ``model``
+      is optional; foreign ``.pth`` files need ``model`` (and ``model_kwargs`` if not default).
+    * nothing: :func:`load_default_detector`.
+
+    ``threshold``, ``tile``, ``overlap`` override the stored values when given.
+    """
+    extra = {"tile": tile, "overlap": overlap}
+    extra = {k: v for k, v in extra.items() if v is not None}
+    if run is not None:
+        if model is not None or weights is not None:
+            raise IRSTDError("give either --run or --model/--weights, not both")
+        from irstd.config import load_config
+
+        run = Path(run)
+        if not (run / "config.yaml").is_file():
+            raise IRSTDError(f"{run}: not a run directory (no config.yaml)")
+        cfg = load_config(run / "config.yaml")
+        path = _run_weights(run, checkpoint)
+        net = _build_model(cfg.model.name, cfg.model.kwargs, cfg.model.in_chans, str(run / "config.yaml"))
+        load_weights(net, path)
+        thr = cfg.eval.threshold if threshold is None else threshold
+        return Detector(net, thr, device, cfg.model.in_chans, name=f"{cfg.model.name} ({path})", **extra)
+    if weights is None:
+        if model is not None:
+            raise IRSTDError(f"--model {model} needs --weights FILE (an untrained network detects nothing)")
+        return load_default_detector(device=device, threshold=threshold, **extra)
+    weights = Path(weights)
+    meta = read_weights_metadata(weights) if weights.is_file() else {}
+    name = model or meta.get("model")
+    if name is None:
+        if not weights.exists():
+            raise IRSTDError(f"{weights}: weights file not found")
+        raise IRSTDError(f"{weights}: the file does not say which model it holds; give --model NAME")
+    kwargs = model_kwargs if model_kwargs is not None else (meta.get("kwargs", {}) if meta.get("model") == name else {})
+    chans = in_chans or (int(meta.get("in_chans", 1)) if meta.get("model") == name else 1)
+    net = _build_model(name, kwargs, chans, str(weights))
+    load_weights(net, weights)
+    thr = threshold if threshold is not None else float(meta.get("threshold", 0.5))
+    return Detector(net, thr, device, chans, name=f"{name} ({weights})", **extra)
