@@ -14,14 +14,16 @@ from irstd.errors import IRSTDError
 
 # Order is the order shown in `irstd --help`.
 COMMANDS: list[str] = [
-    "models",
-    "profile",
+    "demo",
+    "predict",
     "train",
     "test",
-    "predict",
-    "synth",
     "evaluate",
+    "robustness",
+    "synth",
     "corrupt",
+    "models",
+    "profile",
 ]
 
 

@@ -91,29 +91,14 @@ def collect_inputs(items: list[str], recursive: bool = False) -> list:
     return out
 
 
-def _unique_stems(paths: list) -> list[str]:
-    counts: dict[str, int] = {}
-    stems = []
-    for p in paths:
-        stem = p.stem
-        n = counts.get(stem, 0)
-        counts[stem] = n + 1
-        stems.append(stem if n == 0 else f"{stem}__{n + 1}")
-    return stems
-
-
 def run(args) -> int:
-    import json
     import sys
     import time
     from pathlib import Path
 
-    import numpy as np
     import yaml
 
-    from irstd.data.io import atomic_write_bytes, read_image, write_image
-    from irstd.engine.evaluator import probability_to_png
-    from irstd.engine.predictor import load_detector, make_overlay
+    from irstd.engine.predictor import load_detector, predict_files
     from irstd.errors import IRSTDError
 
     kwargs = None
@@ -136,42 +121,20 @@ def run(args) -> int:
         overlap=args.overlap,
     )
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise IRSTDError(f"{out}: cannot create output folder ({exc.strerror or exc})") from None
     if not args.quiet:
         print(f"{detector!r}: {len(paths)} image(s) -> {out}")
-    lines, failures, total = [], [], 0
     t0 = time.perf_counter()
-    for path, stem in zip(paths, _unique_stems(paths)):
-        try:
-            image = read_image(path)
-            pred = detector.predict(image)
-        except IRSTDError as exc:
-            failures.append((str(path), str(exc)))
-            print(f"error: {exc}", file=sys.stderr)
-            continue
-        write_image(out / f"{stem}.png", pred.mask.astype(np.uint8) * 255)
-        if args.save_prob:
-            write_image(out / f"{stem}_prob.png", probability_to_png(pred.prob))
-        if args.overlay:
-            write_image(out / f"{stem}_overlay.png", make_overlay(image, pred.mask, pred.detections))
-        for k, det in enumerate(pred.detections):
-            lines.append(json.dumps({"image": str(path), "output": f"{stem}.png", "target": k, **det}))
-        total += len(pred.detections)
-        if not args.quiet:
-            h, w = image.shape
-            print(f"{path}: {w}x{h} {image.dtype}, {len(pred.detections)} target(s)")
-    atomic_write_bytes(out / "detections.jsonl", ("".join(line + "\n" for line in lines)).encode())
-    done = len(paths) - len(failures)
+    summary = predict_files(
+        detector, paths, out, save_prob=args.save_prob, overlay=args.overlay, log=None if args.quiet else print
+    )
+    failures = summary["failures"]
     print(
-        f"{done} of {len(paths)} image(s) processed in {time.perf_counter() - t0:.1f} s, "
-        f"{total} target(s); wrote {out / 'detections.jsonl'}"
+        f"{summary['processed']} of {len(paths)} image(s) processed in {time.perf_counter() - t0:.1f} s, "
+        f"{summary['targets']} target(s); wrote {out / 'detections.jsonl'}"
     )
     if failures:
         print(f"error: {len(failures)} input(s) could not be processed:", file=sys.stderr)
-        for p, msg in failures:
+        for _, msg in failures:
             print(f"  {msg}", file=sys.stderr)
         return 2
     return 0

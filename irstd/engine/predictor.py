@@ -41,6 +41,7 @@ __all__ = [
     "ramp_weights",
     "load_detector",
     "load_default_detector",
+    "predict_files",
     "DEFAULT_WEIGHTS",
     "DEFAULT_CARD",
 ]
@@ -250,6 +251,70 @@ class Detector:
         """Probabilities, mask and detections of one raw frame."""
         prob = self.probability(image)
         return Prediction(prob=prob, mask=prob > self.threshold, detections=find_targets(prob, self.threshold))
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    counts: dict[str, int] = {}
+    stems = []
+    for p in paths:
+        n = counts.get(p.stem, 0)
+        counts[p.stem] = n + 1
+        stems.append(p.stem if n == 0 else f"{p.stem}__{n + 1}")
+    return stems
+
+
+def predict_files(
+    detector: Detector,
+    paths: list[Path],
+    out: str | os.PathLike,
+    *,
+    save_prob: bool = False,
+    overlay: bool = False,
+    log=print,
+) -> dict:
+    """Run ``detector`` on image files and write the outputs of ``irstd predict`` into ``out``.
+
+    Per image ``<stem>.png`` (0/255 mask at the original size), with ``save_prob`` the 16-bit
+    probability map ``<stem>_prob.png``, with ``overlay`` an RGB ``<stem>_overlay.png``; for all
+    images one ``detections.jsonl`` (one object per target). Same stems from different folders get
+    ``__2``, ``__3`` suffixes. An unreadable file is reported through ``log`` and skipped; the others
+    are still processed. Every file is written atomically.
+
+    Returns:
+        ``{"processed": n, "targets": n, "failures": [(path, message), ...], "outputs": {path: stem}}``
+    """
+    import json
+
+    from irstd.data.io import atomic_write_bytes, read_image, write_image
+    from irstd.engine.evaluator import probability_to_png
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IRSTDError(f"{out}: cannot create output folder ({exc.strerror or exc})") from None
+    lines, failures, outputs, total = [], [], {}, 0
+    for path, stem in zip(paths, _unique_stems(paths)):
+        try:
+            image = read_image(path)
+            pred = detector.predict(image)
+        except IRSTDError as exc:
+            failures.append((str(path), str(exc)))
+            continue
+        write_image(out / f"{stem}.png", pred.mask.astype(np.uint8) * 255)
+        if save_prob:
+            write_image(out / f"{stem}_prob.png", probability_to_png(pred.prob))
+        if overlay:
+            write_image(out / f"{stem}_overlay.png", make_overlay(image, pred.mask, pred.detections))
+        for k, det in enumerate(pred.detections):
+            lines.append(json.dumps({"image": str(path), "output": f"{stem}.png", "target": k, **det}))
+        total += len(pred.detections)
+        outputs[str(path)] = stem
+        if log is not None:
+            h, w = image.shape
+            log(f"{path}: {w}x{h} {image.dtype}, {len(pred.detections)} target(s)")
+    atomic_write_bytes(out / "detections.jsonl", "".join(line + "\n" for line in lines).encode())
+    return {"processed": len(outputs), "targets": total, "failures": failures, "outputs": outputs}
 
 
 # ----------------------------------------------------------------------------------- loading
