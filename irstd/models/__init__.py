@@ -30,7 +30,7 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _INFO: dict[str, dict] = {}
 
 # Modules that register models on import. One file per architecture.
-_MODEL_MODULES = []
+_MODEL_MODULES = ["dnanet", "uiunet", "istdunet", "acm", "alcnet", "rdian", "agpcnet", "sctransnet", "isnet", "hcfnet", "sfim_dnanet", "litenet"]
 
 
 def register_model(name: str, *, reference_params: float | None = None, reference: str = ""):
