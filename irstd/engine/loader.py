@@ -11,6 +11,11 @@
   inside whichever worker loads it.
 * :meth:`EpochBatchSampler.set_epoch` takes a starting step, so a resume in the middle of an epoch
   continues with the very batches that were next.
+* With ``with_raw=True`` (the trainer sets it for strategies whose class has ``needs_raw = True``,
+  e.g. corruption-based training) each item also carries ``"raw"``: the same crop before per-image
+  normalisation, as intensities divided by the image's full scale (:func:`irstd.data.io.full_scale`),
+  float32 in [0, 1]. Corruptions must act on these values, not on the normalised image, whose
+  standardisation would undo brightness and contrast changes.
 """
 
 from __future__ import annotations
@@ -36,13 +41,21 @@ class AugmentedDataset(Dataset):
 
     Reads the raw sample, normalises it with :func:`irstd.data.normalize_image` and applies
     ``transform(image, mask, rng)`` with the per-sample generator. Returns the dataset's item format
-    ``{"image": 1xhxw float32, "mask": 1xhxw float32 {0,1}, "id": str}``.
+    ``{"image": 1xhxw float32, "mask": 1xhxw float32 {0,1}, "id": str}``, plus ``"raw"`` (1xhxw
+    float32 in [0, 1]) when ``with_raw`` is true.
+
+    The raw crop is recovered from the augmented normalised one through the inverse of the
+    standardisation, ``raw = (image * std + mean) / full_scale`` with the statistics
+    :func:`irstd.data.normalize_image` used: it is exactly the same crop, flips and padding
+    (padding, 0 in the normalised image, is the image mean here) without running the transform
+    twice, and stays right for any geometric transform.
     """
 
-    def __init__(self, base, transform, seed: int):
+    def __init__(self, base, transform, seed: int, with_raw: bool = False):
         self.base = base
         self.transform = transform
         self.seed = int(seed)
+        self.with_raw = bool(with_raw)
 
     def __len__(self) -> int:
         return len(self.base)
@@ -57,11 +70,26 @@ class AugmentedDataset(Dataset):
             image, mask = self.transform(image, mask, sample_rng(self.seed, epoch, index))
         image = np.ascontiguousarray(image, dtype=np.float32)
         mask = np.ascontiguousarray(mask, dtype=np.float32)
-        return {
+        item = {
             "image": torch.from_numpy(image[None]),
             "mask": torch.from_numpy(mask[None]),
             "id": self.base.ids[index],
         }
+        if self.with_raw:
+            item["raw"] = torch.from_numpy(_unnormalized(image, raw)[None])
+        return item
+
+
+def _unnormalized(image: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Map a (cropped, flipped) normalised ``image`` of the full image ``raw`` back to intensities
+    divided by ``raw``'s full scale: float32 in [0, 1] (clipped against float rounding)."""
+    from irstd.data.dataset import NORMALIZE_EPS
+    from irstd.data.io import full_scale
+
+    x = np.asarray(raw, dtype=np.float64)
+    mean, std = x.mean(), max(float(x.std()), NORMALIZE_EPS)  # as normalize_image
+    out = (image.astype(np.float64) * std + mean) / full_scale(np.asarray(raw))
+    return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
 
 
 class EpochBatchSampler(Sampler):

@@ -226,7 +226,12 @@ class Trainer:
         if base.skipped:
             self.log(base.skipped_summary())
         transform = TrainTransform(d.crop_size, d.target_prob, d.flip, d.transpose)
-        self.train_set = AugmentedDataset(base, transform, cfg.train.seed)
+        # The strategy is built here (set up later) because it decides what the batches carry.
+        from irstd.strategies import create_strategy
+
+        self.strategy = create_strategy(cfg.strategy.name, **cfg.strategy.kwargs)
+        with_raw = bool(getattr(self.strategy, "needs_raw", False))
+        self.train_set = AugmentedDataset(base, transform, cfg.train.seed, with_raw=with_raw)
         self.val_set = IRSTDDataset(root, ids=val_ids, skip_bad=d.skip_bad) if val_ids else None
         self.test_set = IRSTDDataset(root, split=d.test_split, skip_bad=d.skip_bad) if d.test_split else None
         if cfg.train.batch_size % self.dist.world_size:
@@ -271,10 +276,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
     def _setup_strategy(self) -> None:
-        from irstd.strategies import StepContext, create_strategy
+        from irstd.strategies import StepContext
 
         cfg = self.cfg
-        self.strategy = create_strategy(cfg.strategy.name, **cfg.strategy.kwargs)
         self.ctx = StepContext(
             device=self.device,
             seed=cfg.train.seed,

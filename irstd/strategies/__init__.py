@@ -48,7 +48,7 @@ __all__ = [
 
 _REGISTRY: dict[str, type] = {}
 # Modules that register strategies on import (one file per strategy).
-_STRATEGY_MODULES = ["supervised"]
+_STRATEGY_MODULES = ["supervised", "hrl"]
 
 
 @dataclass
