@@ -6,7 +6,7 @@ modules of the baseline with SFIM." Every residual block of :class:`irstd.models
 DNANet applies CBAM; everything else (widths, depths, deep supervision, stride 16, logits) is
 DNANet's. The authors released no code, so the registered parameter count is this implementation's.
 
-Cost at one 1 x 256 x 256 input: 9.32 M parameters and 44.5 GFLOPs (PyTorch's flop counter, FFTs not
+Cost at one 1 x 256 x 256 input: 9.32 M parameters and 45.4 GFLOPs (PyTorch's flop counter, FFTs not
 counted) against DNANet's 4.69 M and 27.8 GFLOPs; almost all of the difference is the two 3x3
 convolutions of each SFIM's residual block, the Fourier part adds ``2C^2 + 18C`` parameters per block.
 """

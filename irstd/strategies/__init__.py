@@ -23,6 +23,11 @@ identical across ranks. Only rank 0 (``ctx.is_main``) may write files.
 
 Register a strategy with ``@register_strategy("name")`` on a :class:`Strategy` subclass whose
 constructor takes the config's ``strategy.kwargs``; select it with ``strategy.name`` in the config.
+
+A strategy that corrupts inputs sets the class attribute ``needs_raw = True``: the training batch
+then also carries ``batch["raw"]``, the same crop before per-image standardisation, divided by the
+image's full scale (values in [0, 1]). Corruptions must act on that and be standardised afterwards,
+since standardisation would otherwise undo brightness and contrast changes.
 """
 
 from __future__ import annotations

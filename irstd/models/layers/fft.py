@@ -150,7 +150,8 @@ class FourierUnit(nn.Module):
             # The convolutions run in the parameters' dtype (float32 unless the model was cast to half).
             z = self._refine(torch.view_as_real(spec).permute(0, 2, 3, 4, 1))
             out = torch.fft.irfft2(torch.view_as_complex(z.float()), s=size, norm="ortho").to(x.dtype)
-        return out + x if self.skip else out
+        # x first: the sum then keeps x's memory format (DNANet runs channels-last).
+        return x + out if self.skip else out
 
 
 __all__ = ["rfft2_parts", "irfft2_parts", "FourierUnit", "LEAKY_RELU_01"]
