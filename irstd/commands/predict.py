@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from irstd.commands.common import add_model_source, load_detector_from_args
+
 DESCRIPTION = """\
 Detect infrared small targets in your own images (any size, PIL mode and bit depth). Without
 --model/--weights/--run the detector shipped with irstd is used. Large frames (e.g. 1920x1080
@@ -34,11 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    src = p.add_argument_group("model (default: the shipped detector)")
-    src.add_argument("--model", metavar="NAME", help="zoo model name (with --weights)")
-    src.add_argument("--weights", metavar="FILE", help=".safetensors or .pth weights")
-    src.add_argument("--model-kwargs", metavar="YAML", help="model constructor kwargs as a YAML mapping")
-    src.add_argument("--run", metavar="RUN_DIR", help="run directory written by irstd train")
+    add_model_source(p, "model (default: the shipped detector)")
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
     p.add_argument("--save-prob", action="store_true", help="write 16-bit probability maps")
     p.add_argument("--overlay", action="store_true", help="write RGB overlays with detections marked")
@@ -96,30 +94,10 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    import yaml
+    from irstd.engine.predictor import predict_files
 
-    from irstd.engine.predictor import load_detector, predict_files
-    from irstd.errors import IRSTDError
-
-    kwargs = None
-    if args.model_kwargs:
-        try:
-            kwargs = yaml.safe_load(args.model_kwargs)
-        except yaml.YAMLError:
-            kwargs = None
-        if not isinstance(kwargs, dict):
-            raise IRSTDError(f"--model-kwargs {args.model_kwargs!r}: expected a YAML mapping such as '{{key: value}}'")
     paths = collect_inputs(args.inputs, args.recursive)
-    detector = load_detector(
-        model=args.model,
-        weights=args.weights,
-        run=args.run,
-        model_kwargs=kwargs,
-        threshold=args.threshold,
-        device=args.device,
-        tile=args.tile,
-        overlap=args.overlap,
-    )
+    detector = load_detector_from_args(args, tile=args.tile, overlap=args.overlap)
     out = Path(args.out)
     if not args.quiet:
         print(f"{detector!r}: {len(paths)} image(s) -> {out}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from irstd.commands.common import add_model_source, dataset_and_split, load_detector_from_args, model_kwargs
+
 DESCRIPTION = """\
 Score a detector on a test split and on corrupted copies of it generated on the fly (nothing is
 written but the report): IoU, nIoU, Pd, Fa per corruption and severity, RCE = (IoU_clean -
@@ -36,13 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_argument_group("model (one of; neither: the default detector)")
-    src.add_argument("--run", metavar="RUN_DIR", help="run directory written by irstd train")
-    src.add_argument("--model", metavar="NAME", help="zoo model name (with --weights)")
-    src.add_argument("--weights", metavar="FILE", help=".safetensors or .pth weights")
-    src.add_argument("--model-kwargs", metavar="YAML", help="model constructor kwargs as a YAML mapping")
-    src.add_argument("--checkpoint", choices=["auto", "best", "last"], default="auto",
-                     help="which checkpoint of --run (default: best, else last)")
+    add_model_source(p, "model (one of; neither: the default detector)")
     p.add_argument("--dataset", metavar="DIR", help="dataset folder (default: the run's data.root)")
     p.add_argument("--split", default=None, help="split name (default: the run's data.test_split, else 'test')")
     p.add_argument("--corruptions", nargs="+", metavar="NAME", default=None,
@@ -96,9 +92,6 @@ def run(args) -> int:
     import sys
     from pathlib import Path
 
-    import yaml
-
-    from irstd.engine.predictor import load_detector
     from irstd.engine.robustness import (
         check_corruption_list,
         check_severity_list,
@@ -115,38 +108,13 @@ def run(args) -> int:
         raise IRSTDError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise IRSTDError(f"--threshold must be in [0, 1], got {args.threshold}")
-    kwargs = None
-    if args.model_kwargs:
-        try:
-            kwargs = yaml.safe_load(args.model_kwargs)
-        except yaml.YAMLError:
-            kwargs = None
-        if not isinstance(kwargs, dict):
-            raise IRSTDError(f"--model-kwargs {args.model_kwargs!r}: expected a YAML mapping such as '{{key: value}}'")
+    model_kwargs(args)  # a malformed mapping fails before anything is loaded
     if args.run is not None and (args.model is not None or args.weights is not None):
         raise IRSTDError("give either --run or --model/--weights, not both")
 
     model_name, weights = _source(args)
-    dataset_root, split = args.dataset, args.split
-    if args.run is not None:
-        from irstd.config import load_config
-
-        cfg = load_config(Path(args.run) / "config.yaml")
-        dataset_root = dataset_root or cfg.data.root
-        split = split or cfg.data.test_split or "test"
-    split = split or "test"
-    if not dataset_root:
-        raise IRSTDError("give --dataset DIR")
-
-    detector = load_detector(
-        model=args.model,
-        weights=args.weights,
-        run=args.run,
-        model_kwargs=kwargs,
-        threshold=args.threshold,
-        checkpoint=args.checkpoint,
-        device=args.device,
-    )
+    dataset_root, split = dataset_and_split(args)
+    detector = load_detector_from_args(args)
     if model_name is None:  # the default detector names its architecture
         model_name = detector.name
     out = Path(args.out) if args.out else (Path(args.run) / "robustness" if args.run else Path("robustness"))

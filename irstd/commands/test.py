@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from irstd.commands.common import add_model_source, dataset_and_split, load_detector_from_args
+
 DESCRIPTION = """\
 Score a trained model on a dataset split: every metric (IoU, nIoU, PixAcc, Pd, Fa, F1, target and
 pixel precision/recall, AUC) at the original image size (padded to the model's stride and cropped
@@ -27,12 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    src = p.add_argument_group("model (one of)")
-    src.add_argument("--run", metavar="RUN_DIR", help="run directory written by irstd train")
-    src.add_argument("--model", metavar="NAME", help="zoo model name (with --weights)")
-    src.add_argument("--weights", metavar="FILE", help=".safetensors or .pth weights")
-    src.add_argument("--model-kwargs", metavar="YAML", help="model constructor kwargs as a YAML mapping, e.g. '{deep_supervision: true}'")
-    src.add_argument("--checkpoint", choices=["auto", "best", "last"], default="auto", help="which checkpoint of --run (default: best, else last)")
+    add_model_source(p, "model (one of)")
     p.add_argument("--dataset", metavar="DIR", help="dataset folder (default: the run's data.root)")
     p.add_argument("--split", default=None, help="split name (default: the run's data.test_split, else 'test')")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/test-<dataset>-<split>, or ./test-<model>-<dataset>-<split>)")
@@ -66,46 +63,15 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    import yaml
-
     from irstd.data import IRSTDDataset
     from irstd.data.io import atomic_write_bytes
     from irstd.engine.evaluator import evaluate
-    from irstd.engine.predictor import load_detector
     from irstd.errors import IRSTDError
 
-    kwargs = None
-    if args.model_kwargs:
-        try:
-            kwargs = yaml.safe_load(args.model_kwargs)
-        except yaml.YAMLError:
-            kwargs = None
-        if not isinstance(kwargs, dict):
-            raise IRSTDError(f"--model-kwargs {args.model_kwargs!r}: expected a YAML mapping such as '{{key: value}}'")
     if args.run is None and args.weights is None:
         raise IRSTDError("give --run RUN_DIR or --weights FILE (with --model for foreign .pth files)")
-    dataset_root, split = args.dataset, args.split
-    if args.run is not None:
-        from irstd.config import load_config
-
-        run_dir = Path(args.run)
-        if not (run_dir / "config.yaml").is_file():
-            raise IRSTDError(f"{run_dir}: not a run directory (no config.yaml)")
-        cfg = load_config(run_dir / "config.yaml")
-        dataset_root = dataset_root or cfg.data.root
-        split = split or cfg.data.test_split or "test"
-    split = split or "test"
-    if not dataset_root:
-        raise IRSTDError("give --dataset DIR")
-    detector = load_detector(
-        model=args.model,
-        weights=args.weights,
-        run=args.run,
-        model_kwargs=kwargs,
-        threshold=args.threshold,
-        checkpoint=args.checkpoint,
-        device=args.device,
-    )
+    dataset_root, split = dataset_and_split(args)
+    detector = load_detector_from_args(args)
     dataset = IRSTDDataset(dataset_root, split=split, skip_bad=args.skip_bad)
     if dataset.skipped:
         print(dataset.skipped_summary())
