@@ -46,28 +46,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def _index_predictions(pred_dir: Path) -> tuple[dict[str, list[Path]], list[str]]:
     """Image files of the prediction folder by stem, and the names of the ignored entries."""
-    from irstd.data.io import is_image_file
+    from irstd.data.dataset import scan_image_folder
     from irstd.errors import IRSTDError
 
     if not pred_dir.exists():
         raise IRSTDError(f"{pred_dir}: prediction folder not found")
     if not pred_dir.is_dir():
         raise IRSTDError(f"{pred_dir}: is a file, expected a folder of predictions named <id>.<ext>")
-    by_stem: dict[str, list[Path]] = {}
-    ignored: list[str] = []
-    try:
-        entries = sorted(os.scandir(pred_dir), key=lambda e: e.name)
-    except OSError as exc:
-        raise IRSTDError(f"{pred_dir}: cannot list folder ({exc.strerror or exc})") from None
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        if entry.is_file() and is_image_file(entry.name):
-            path = Path(entry.path)
-            by_stem.setdefault(path.stem, []).append(path)
-        else:
-            ignored.append(entry.name)
-    return by_stem, ignored
+    by_stem, ignored = scan_image_folder(pred_dir)
+    return by_stem, [p.name for p in ignored if not p.name.startswith(".")]
 
 
 def _listing(problems: list[tuple[str, str]]) -> str:

@@ -131,8 +131,9 @@ def _sub_folder(root: Path, name: str) -> Path:
     return folder
 
 
-def _scan_folder(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
-    """Map file stem -> image files with that stem; also return the ignored (non-image) entries."""
+def scan_image_folder(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
+    """Map file stem -> image files with that stem; also return the ignored entries (non-image
+    files, sub-folders, hidden files). Sorted by name, so the result does not depend on the file system."""
     by_stem: dict[str, list[Path]] = {}
     ignored: list[Path] = []
     try:
@@ -257,7 +258,7 @@ def read_index_file(path: str | os.PathLike) -> list[str]:
 def _plain_ids(root: Path) -> list[str]:
     images = _sub_folder(root, "images")
     _sub_folder(root, "masks")
-    ids = sorted(_scan_folder(images)[0])
+    ids = sorted(scan_image_folder(images)[0])
     if not ids:
         extensions = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
         raise IRSTDError(f"{images}: no image files (looked for {extensions})")
@@ -403,8 +404,8 @@ class _Files:
         self.root = root
         self.images_dir = _sub_folder(root, "images")
         self.masks_dir = _sub_folder(root, "masks")
-        self.images, ignored_images = _scan_folder(self.images_dir)
-        self.masks, ignored_masks = _scan_folder(self.masks_dir)
+        self.images, ignored_images = scan_image_folder(self.images_dir)
+        self.masks, ignored_masks = scan_image_folder(self.masks_dir)
         self.ignored = ignored_images + ignored_masks
 
     def resolve(self, item: str) -> tuple[Path, Path]:

@@ -126,7 +126,8 @@ class DNANet(nn.Module):
         self.levels = levels = len(widths)
         self.widths = tuple(widths)
         self.stride = 2 ** (levels - 1)
-        self.deep_supervision = bool(deep_supervision)
+        # Side heads sit on X[0][1..L-2]: none exist with fewer than three levels.
+        self.deep_supervision = bool(deep_supervision) and levels > 2
         blocks = (1,) + tuple(depths)
 
         # nodes[i][j] is X[i][j]; built for i + j <= L - 1.
@@ -157,7 +158,7 @@ class DNANet(nn.Module):
             sizes.append((h // 2, w // 2))
 
         # Channels-last activations: oneDNN's convolutions, pooling and resampling are markedly
-        # faster in NHWC on CPU (and no slower on GPU); the result is the same.
+        # faster in NHWC on CPU; the result is the same.
         x = x.to(memory_format=torch.channels_last)
         feats: list[list[torch.Tensor]] = [[] for _ in range(levels)]
         feats[0].append(self.nodes[0][0](x))
@@ -187,8 +188,9 @@ class DNANet(nn.Module):
     "dnanet",
     reference_params=4.697e6,
     reference="Li et al., Dense Nested Attention Network for Infrared Small Target Detection, IEEE TIP 2023; "
-    "count of the public implementation (YeRen123455/Infrared-Small-Target-Detection, model_DNANet.py: "
-    "Res_CBAM_block, num_blocks [2,2,2,2], nb_filter [16,32,64,128,256], deep supervision, 1 input channel)",
+    "count of the public implementation (YeRen123455/Infrared-Small-Target-Detection model_DNANet.py, also "
+    "in the BasicIRSTD toolbox: Res_CBAM_block, num_blocks [2,2,2,2], nb_filter [16,32,64,128,256], deep "
+    "supervision, 1 input channel: 4,696,568)",
 )
 def dnanet(in_chans: int = 1, **kwargs) -> DNANet:
     """DNANet with the public configuration; kwargs go to :class:`DNANet`."""

@@ -76,7 +76,9 @@ class SplitAttentionConv(nn.Module):
     Shapes: ``B x in_chans x H x W -> B x channels x H x W``.
     """
 
-    def __init__(self, in_chans: int, channels: int, cardinality: int = 4, radix: int = 2, reduction: int = 4):
+    def __init__(
+        self, in_chans: int, channels: int, cardinality: int = 4, radix: int = 2, reduction: int = 4
+    ):
         super().__init__()
         inter = max(in_chans * radix // reduction, 32)
         self.radix = radix
@@ -115,7 +117,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, in_chans: int, planes: int, stride: int = 1, cardinality: int = 4, radix: int = 2):
+    def __init__(
+        self, in_chans: int, planes: int, stride: int = 1, cardinality: int = 4, radix: int = 2
+    ):
         super().__init__()
         out_chans = planes * self.expansion
         self.conv1 = ConvBNAct(in_chans, planes, 1)
@@ -253,7 +257,8 @@ class ISTDUNet(nn.Module):
         out = feats[-1]
         for up, skip in zip(self.up, reversed(feats[:-1])):
             # The 1x1 conv runs before upsampling, as in the public code (4x fewer pixels).
-            out = F.interpolate(up(out), size=skip.shape[-2:], mode="bilinear", align_corners=False).add_(skip)
+            out = F.interpolate(up(out), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            out = out.add_(skip)
         return self.head(out)
 
 
@@ -262,7 +267,7 @@ class ISTDUNet(nn.Module):
     reference_params=2.761e6,
     reference="Hou et al., ISTDU-Net: Infrared Small-Target Detection U-Net, IEEE GRSL 2022; count of the public "
     "implementation (as shipped in the BasicIRSTD toolbox, model/ISTDUNet: ISTDU_Net with ResNeSt encoder "
-    "[1,2,4,8] x [16,32,64,128], external attention skips, 1 input channel)",
+    "[1,2,4,8] x [16,32,64,128], external attention skips, unused headDet included, 1 input channel: 2,761,138)",
 )
 def istdunet(in_chans: int = 1, **kwargs) -> ISTDUNet:
     """ISTDU-Net with the public configuration; kwargs go to :class:`ISTDUNet`."""

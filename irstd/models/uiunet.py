@@ -87,7 +87,8 @@ class InteractiveCrossAttention(nn.Module):
         g_c = self.topdown(high)
         low_gated = low * g_c
         b = self.bottomup(low_gated)
-        g_s = torch.sigmoid(self.spatial(torch.cat([b.mean(1, keepdim=True), b.amax(1, keepdim=True)], dim=1)))
+        pooled = torch.cat([b.mean(1, keepdim=True), b.amax(1, keepdim=True)], dim=1)
+        g_s = torch.sigmoid(self.spatial(pooled))
         # The paper's factor 2 goes onto the 1-channel spatial gate (cheap) and onto the gated skip.
         return torch.cat([self.post(low_gated * 2.0), self.post(high * (g_s * 2.0))], dim=1)
 
@@ -116,7 +117,13 @@ class UIUNet(nn.Module):
         )
         # Decoder, deepest first: stage5d, stage4d, stage3d, stage2d, stage1d.
         self.decoder = nn.ModuleList(
-            [RSU4F(1024, 256, 512), RSU4(1024, 128, 256), RSU5(512, 64, 128), RSU6(256, 32, 64), RSU7(128, 16, 64)]
+            [
+                RSU4F(1024, 256, 512),
+                RSU4(1024, 128, 256),
+                RSU5(512, 64, 128),
+                RSU6(256, 32, 64),
+                RSU7(128, 16, 64),
+            ]
         )
         # IC-A for decoder stages 5d, 4d, 3d, 2d: (high-level channels, skip channels).
         self.fusions = nn.ModuleList(
@@ -166,7 +173,8 @@ class UIUNet(nn.Module):
     "uiunet",
     reference_params=50.54e6,
     reference="Wu, Hong, Chanussot, UIU-Net: U-Net in U-Net for Infrared Small Object Detection, IEEE TIP 2023; "
-    "count of the public implementation (danfenghong/IEEE_TIP_UIU-Net, model/uiunet.py UIUNET, 1 input channel)",
+    "count of the public implementation (danfenghong/IEEE_TIP_UIU-Net, model/uiunet.py UIUNET with fusion.py "
+    "AsymBiChaFuseReduce, 1 input channel: 50,540,309)",
 )
 def uiunet(in_chans: int = 1, **kwargs) -> UIUNet:
     """UIU-Net with the public configuration; kwargs go to :class:`UIUNet`."""

@@ -57,7 +57,9 @@ class RSU(nn.Module):
     Shapes: ``B x in_chans x H x W -> B x out_chans x H x W``.
     """
 
-    def __init__(self, height: int, in_chans: int, mid_chans: int, out_chans: int, dilated: bool = False):
+    def __init__(
+        self, height: int, in_chans: int, mid_chans: int, out_chans: int, dilated: bool = False
+    ):
         super().__init__()
         if height < 2:
             raise ValueError(f"RSU height must be >= 2, got {height}")
@@ -70,7 +72,8 @@ class RSU(nn.Module):
             return 2**level if dilated else 1
 
         self.encoder = nn.ModuleList(
-            conv_bn_relu(out_chans if i == 0 else mid_chans, mid_chans, dil(i)) for i in range(height - 1)
+            conv_bn_relu(out_chans if i == 0 else mid_chans, mid_chans, dil(i))
+            for i in range(height - 1)
         )
         self.bottom = conv_bn_relu(mid_chans, mid_chans, 2 ** (height - 1) if dilated else 2)
         # decoder[k] consumes the encoder map of level (height - 2 - k); the last one restores out_chans.
