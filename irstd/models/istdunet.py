@@ -88,20 +88,35 @@ class SplitAttentionConv(nn.Module):
         self.fc1 = ConvBNAct(channels, inter, 1, groups=cardinality)
         self.fc2 = nn.Conv2d(inter, channels * radix, 1, groups=cardinality)
 
+    @staticmethod
+    def _grouped_linear(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        # A grouped 1x1 conv on a B x C x 1 x 1 map is a linear map with a block-diagonal matrix;
+        # as one small dense product it avoids a oneDNN call (and its thread hand-off) on a 1x1 map.
+        blocks = conv.weight.flatten(1).chunk(conv.groups, dim=0)
+        return F.linear(x, torch.block_diag(*blocks), conv.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
         b, _, h, w = x.shape
         # B x H x W x radix x C: a free view of a channels-last map, and the layout in which the
         # weighted sum over branches stays channels-last.
         branches = x.permute(0, 2, 3, 1).reshape(b, h, w, self.radix, self.channels)
-        gap = branches.mean((1, 2)).sum(1)[..., None, None]  # B x C x 1 x 1
-        att = self.fc2(self.fc1(gap))  # B x C*radix x 1 x 1
-        if self.radix > 1:
-            # fc2's output channels are ordered (cardinality, radix, C/cardinality): softmax over radix.
-            att = att.view(b, self.cardinality, self.radix, -1).softmax(2).transpose(1, 2)
-            out = (branches * att.reshape(b, 1, 1, self.radix, self.channels)).sum(3)
-            return out.permute(0, 3, 1, 2)
-        return x * torch.sigmoid(att)
+        gap = branches.mean((1, 2)).sum(1)  # B x C
+        hidden = self._grouped_linear(gap, self.fc1.conv).view(b, -1, 1, 1)
+        hidden = F.relu(self.fc1.bn(hidden)).flatten(1)
+        att = self._grouped_linear(hidden, self.fc2)  # B x C*radix
+        if self.radix == 1:
+            return x * torch.sigmoid(att).view(b, -1, 1, 1)
+        # fc2's outputs are ordered (cardinality, radix, C/cardinality): softmax over radix.
+        att = att.view(b, self.cardinality, self.radix, -1)
+        if self.radix == 2:
+            # The two-way softmax is a pair of sigmoids of the difference (no reduction needed).
+            diff = att[:, :, 0] - att[:, :, 1]
+            att = torch.stack([torch.sigmoid(diff), torch.sigmoid(-diff)], dim=2)
+        else:
+            att = att.softmax(2)
+        att = att.transpose(1, 2).reshape(b, 1, 1, self.radix, self.channels)
+        return (branches * att).sum(3).permute(0, 3, 1, 2)
 
 
 class Bottleneck(nn.Module):
