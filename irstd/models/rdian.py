@@ -26,7 +26,9 @@ class _Bottleneck(nn.Module):
         self.body = nn.Sequential(_conv(channels, channels // 2, k), _conv(channels // 2, channels, k))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) + x
+        y = self.body(x)
+        # In place only without autograd: backward of the in-place LeakyReLU needs its output.
+        return y.add_(x) if not torch.is_grad_enabled() else y + x
 
 
 class _CBAM(nn.Module):
@@ -121,7 +123,8 @@ class RDIAN(nn.Module):
         att = self.cbam(fused)
 
         up = F.interpolate(att, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        out = F.relu(up + self.conv_res(f1), inplace=True)
+        res = self.conv_res(f1)
+        out = F.relu(up.add_(res) if not torch.is_grad_enabled() else up + res, inplace=True)
         return self.head(out)
 
 
