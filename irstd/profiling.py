@@ -8,7 +8,7 @@ Numbers are measured, never looked up:
 * **Latency** is wall-clock time of eval forward passes under ``torch.inference_mode`` after
   warm-up runs; the median and the 90th percentile over ``repeats`` runs are reported. On CUDA the
   device is synchronised around every run.
-* **Peak memory** is the growth of the process's peak resident set size (``ru_maxrss``) from just
+* **Peak memory** is the growth of the process's peak resident set size (:func:`peak_rss_mb`) from just
   after the model and input are built to the end of the runs on CPU (activations and workspace), or ``torch.cuda.max_memory_allocated`` on CUDA. ``ru_maxrss`` only grows, so
   each model is profiled in a fresh subprocess when several are profiled in one call.
 """
@@ -27,7 +27,19 @@ import torch
 from irstd.models import count_parameters, create
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB.
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` survives ``execve`` and so
+    reports the parent's size in a freshly started subprocess of a large process (a test runner).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     # ru_maxrss is in kilobytes on Linux (bytes on macOS).
     scale = 1 / 1024 / 1024 if sys.platform == "darwin" else 1 / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
@@ -81,7 +93,7 @@ def profile_model(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.to(memory_format=torch.channels_last)
-    rss_before = _peak_rss_mb()
+    rss_before = peak_rss_mb()
     flops = count_flops(model, x)
 
     def sync():
@@ -103,7 +115,7 @@ def profile_model(
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        peak = max(_peak_rss_mb() - rss_before, 0.0)
+        peak = max(peak_rss_mb() - rss_before, 0.0)
     times.sort()
     return {
         "model": name,

@@ -197,7 +197,7 @@ def cv2_read_rgb(path):
 
 def test_predict_mixed_inputs_with_a_bad_file(frames, tmp_path, spot_model, one_thread, capsys):
     folder, truth = frames
-    weights = _weights(tmp_path, spot_model)
+    _weights(tmp_path, spot_model)
     torch.save(Spot().state_dict(), tmp_path / "spot.pth")  # foreign-style .pth: needs --model
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
@@ -367,13 +367,14 @@ def test_hd_frame_memory_with_a_zoo_model(tmp_path):
     img, _ = make_frame(1080, 1920, [(500, 900)], base=90, noise=4.0, amp=40.0, dtype=np.uint8)
     write_image(tmp_path / "hd.png", img)
     code = (
-        "import resource, sys, torch; torch.set_num_threads(1); from irstd.cli import main; "
+        "import sys, torch; torch.set_num_threads(1); from irstd.cli import main; "
+        "from irstd.profiling import peak_rss_mb; "
         f"rc = main(['predict', {str(tmp_path / 'hd.png')!r}, '--out', {str(tmp_path / 'o')!r}, "
         f"'--weights', {str(tmp_path / 'acm.safetensors')!r}, '--quiet']); "
-        "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+        "print('PEAK_MB', peak_rss_mb()); sys.exit(rc)"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    peak_mb = int(res.stdout.split("MAXRSS")[1].split()[0]) / 1024
+    peak_mb = float(res.stdout.split("PEAK_MB")[1].split()[0])
     assert peak_mb < 2048, f"peak RSS {peak_mb:.0f} MB"
     assert read_image(tmp_path / "o" / "hd.png").shape == (1080, 1920)

@@ -219,7 +219,7 @@ def test_markdown_layout(full_results):
     assert len(body) == 1 + 9 * 4 + 1
     assert body[0].startswith("| Clean |") and body[-1].startswith("| **Average** | **mean** |")
     fa = full_results["corruptions"]["shot_noise"]["severities"]["2"]["Fa"]
-    assert f"| Shot noise | 2 | " in md and f"{1e6 * fa:.2f}" in md
+    assert "| Shot noise | 2 | " in md and f"{1e6 * fa:.2f}" in md
 
 
 def test_csv_and_json_written(full_results, tmp_path):
