@@ -8,8 +8,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from irstd._lazy import lazy_exports
 
 # Names are resolved on first use so that ``import irstd.data.io`` (synth, evaluate, metrics)
 # does not pay for importing torch, which only the dataset and transforms need.
@@ -41,20 +42,7 @@ _EXPORTS = {
     ),
     "irstd.data.transforms": ("TrainTransform", "crop_to", "pad_to_stride"),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'irstd.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+_WHERE, __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:  # static analysers and IDEs see the real imports

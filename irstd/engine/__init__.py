@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from irstd._lazy import lazy_exports
 
 _EXPORTS = {
     "irstd.engine.trainer": ("Trainer", "resolve_device", "new_run_dir", "model_metadata"),
@@ -31,20 +32,7 @@ _EXPORTS = {
     "irstd.engine.optim": ("LRScheduler", "build_optimizer", "build_scheduler", "lr_at"),
     "irstd.engine.seed": ("seed_everything",),
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-
-
-def __getattr__(name: str):
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'irstd.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+_WHERE, __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:
