@@ -368,6 +368,19 @@ def test_shipped_configs_build_the_strategy():
     create_strategy(clean.strategy.name, **clean.strategy.kwargs)
 
 
+def test_default_hrl_config_differs_from_default_only_in_strategy_and_epochs():
+    # The README's clean-vs-HRL comparison relies on this: same detector, data, loss and optimiser.
+    base, hrl = load_config("default").to_dict(), load_config("default_hrl").to_dict()
+    strat = create_strategy(hrl["strategy"]["name"], **hrl["strategy"]["kwargs"])
+    assert strat.policy == "learned" and len(strat.actions) == 30 and strat.normalize_advantage
+    for key in ("model", "data", "loss", "optim", "schedule", "eval"):
+        assert hrl[key] == base[key], key
+    assert {k: v for k, v in hrl["train"].items() if k != "epochs"} == {
+        k: v for k, v in base["train"].items() if k != "epochs"
+    }
+    assert (base["train"]["epochs"], hrl["train"]["epochs"]) == (220, 75)
+
+
 _DDP_SCRIPT = r"""
 import sys, torch, torch.distributed as dist
 from irstd.engine import distributed as du
