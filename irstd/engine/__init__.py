@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from irstd._lazy import lazy_exports
 
 _EXPORTS = {
-    "irstd.engine.trainer": ("Trainer", "resolve_device", "new_run_dir", "model_metadata"),
+    "irstd.engine.trainer": ("Trainer", "new_run_dir", "model_metadata"),
+    "irstd.engine.device": ("resolve_device",),
     "irstd.engine.evaluator": ("evaluate", "forward_logits", "probability_to_png"),
     "irstd.engine.predictor": (
         "Detector",
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         make_overlay,
     )
     from irstd.engine.seed import seed_everything
-    from irstd.engine.trainer import Trainer, model_metadata, new_run_dir, resolve_device
+    from irstd.engine.device import resolve_device
+    from irstd.engine.trainer import Trainer, model_metadata, new_run_dir
 
 __all__ = sorted(_WHERE)

@@ -22,6 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from irstd.errors import IRSTDError
+from irstd.registry import Registry
+
 __all__ = [
     "soft_iou_loss",
     "dice_loss",
@@ -31,6 +34,7 @@ __all__ = [
     "build_loss",
     "deep_supervision_weights",
     "LOSSES",
+    "DEEP_SUPERVISION",
 ]
 
 
@@ -120,24 +124,32 @@ def focal_loss(
     return _reduce(per_pixel, reduction)
 
 
-LOSSES = ("softiou", "bce", "focal", "dice")
+# Loss terms by name, for ``loss.name`` (``softiou+bce``). Each entry maps ``(seg_loss, logits,
+# target, reduction)`` to the term, reading its settings from the :class:`SegLoss`.
+LOSSES = Registry("loss term")
+LOSSES.register("softiou", lambda s, x, t, r: soft_iou_loss(x, t, s.smooth, s.per_image, r))
+LOSSES.register("dice", lambda s, x, t, r: dice_loss(x, t, s.smooth, s.per_image, r))
+LOSSES.register("bce", lambda s, x, t, r: bce_loss(x, t, s.pos_weight, r))
+LOSSES.register("focal", lambda s, x, t, r: focal_loss(x, t, s.focal_alpha, s.focal_gamma, r))
+
+# Output weightings of deep-supervised models, for ``loss.deep_supervision``.
+DEEP_SUPERVISION = ("mean", "sum", "final")
 
 
 def deep_supervision_weights(spec: str | Sequence[float], n: int) -> list[float]:
     """Weights of ``n`` outputs (element 0 the final one) for ``spec`` = ``mean`` | ``sum`` | ``final``
     | explicit list of ``n`` numbers."""
     if isinstance(spec, str):
+        if spec not in DEEP_SUPERVISION:
+            raise ValueError(f"unknown deep-supervision weighting {spec!r}")
         if spec == "mean":
             return [1.0 / n] * n
         if spec == "sum":
             return [1.0] * n
         if spec == "final":
             return [1.0] + [0.0] * (n - 1)
-        raise ValueError(f"unknown deep-supervision weighting {spec!r}")
     weights = [float(w) for w in spec]
     if len(weights) != n:
-        from irstd.errors import IRSTDError
-
         raise IRSTDError(
             f"loss.deep_supervision lists {len(weights)} weights but the model returns {n} outputs"
         )
@@ -148,7 +160,7 @@ class SegLoss(nn.Module):
     """Weighted sum of loss terms, applied to every output of a deep-supervised model.
 
     Args:
-        terms: names from :data:`LOSSES`.
+        terms: names registered in :data:`LOSSES`.
         weights: one weight per term (default 1 each).
         deep_supervision: weighting of the outputs, see :func:`deep_supervision_weights`.
         smooth, per_image: for Soft-IoU and Dice.
@@ -174,9 +186,7 @@ class SegLoss(nn.Module):
     ):
         super().__init__()
         self.terms = [t.strip().lower() for t in terms]
-        for t in self.terms:
-            if t not in LOSSES:
-                raise ValueError(f"unknown loss term {t!r}; available: {', '.join(LOSSES)}")
+        self._fns = [LOSSES.get(t) for t in self.terms]
         self.weights = [1.0] * len(self.terms) if weights is None else [float(w) for w in weights]
         if len(self.weights) != len(self.terms):
             raise ValueError("one weight per loss term")
@@ -190,23 +200,15 @@ class SegLoss(nn.Module):
 
     def term(self, name: str, logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         """One loss term on one output."""
-        if name == "softiou":
-            return soft_iou_loss(logits, target, self.smooth, self.per_image, reduction)
-        if name == "dice":
-            return dice_loss(logits, target, self.smooth, self.per_image, reduction)
-        if name == "bce":
-            return bce_loss(logits, target, self.pos_weight, reduction)
-        if name == "focal":
-            return focal_loss(logits, target, self.focal_alpha, self.focal_gamma, reduction)
-        raise ValueError(name)
+        return LOSSES.get(name)(self, logits, target, reduction)
 
     def single(self, logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean", record: bool = False) -> torch.Tensor:
         """Weighted sum of the terms on one output tensor."""
         if logits.shape != target.shape:
             raise ValueError(f"output shape {tuple(logits.shape)} differs from target shape {tuple(target.shape)}")
         total = None
-        for name, w in zip(self.terms, self.weights):
-            value = self.term(name, logits, target, reduction)
+        for name, fn, w in zip(self.terms, self._fns, self.weights):
+            value = fn(self, logits, target, reduction)
             if record:
                 self.last_parts[name] = float(value.detach().mean())
             total = w * value if total is None else total + w * value

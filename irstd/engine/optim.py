@@ -32,7 +32,49 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ["lr_at", "LRScheduler", "build_optimizer", "build_scheduler", "param_groups"]
+from irstd.registry import Registry
+
+__all__ = ["lr_at", "LRScheduler", "build_optimizer", "build_scheduler", "param_groups", "OPTIMIZERS", "SCHEDULES"]
+
+# Schedules after warm-up by name, for ``schedule.name``. Each maps ``(step, warmup_steps, span,
+# base_lr, min_lr, milestones, gamma, power)`` to the rate, ``span`` = iterations after warm-up.
+SCHEDULES = Registry("schedule")
+
+
+@SCHEDULES.register("constant")
+def _constant(step, warmup, span, base, min_lr, milestones, gamma, power):
+    return base
+
+
+@SCHEDULES.register("multistep")
+def _multistep(step, warmup, span, base, min_lr, milestones, gamma, power):
+    return base * gamma ** sum(1 for m in milestones if step >= m)
+
+
+@SCHEDULES.register("cosine")
+def _cosine(step, warmup, span, base, min_lr, milestones, gamma, power):
+    t = (step - warmup) / max(span - 1, 1)
+    return min_lr + (base - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+@SCHEDULES.register("poly")
+def _poly(step, warmup, span, base, min_lr, milestones, gamma, power):
+    return min_lr + (base - min_lr) * (1.0 - (step - warmup) / span) ** power
+
+
+# Optimisers by name, for ``optim.name``: ``(params, OptimConfig) -> torch.optim.Optimizer``.
+OPTIMIZERS = Registry("optimiser")
+OPTIMIZERS.register(
+    "adam", lambda ps, c: torch.optim.Adam(ps, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay)
+)
+OPTIMIZERS.register(
+    "adamw", lambda ps, c: torch.optim.AdamW(ps, lr=c.lr, betas=tuple(c.betas), eps=c.eps, weight_decay=c.weight_decay)
+)
+OPTIMIZERS.register(
+    "sgd",
+    lambda ps, c: torch.optim.SGD(ps, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov, weight_decay=c.weight_decay),
+)
+OPTIMIZERS.register("adagrad", lambda ps, c: torch.optim.Adagrad(ps, lr=c.lr, weight_decay=c.weight_decay))
 
 
 def lr_at(
@@ -64,21 +106,10 @@ def lr_at(
     warmup_steps = max(int(warmup_steps), 0)
     if warmup_steps >= total_steps:
         raise ValueError(f"warm-up ({warmup_steps} iterations) must be shorter than training ({total_steps})")
+    curve = SCHEDULES.get(name)
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
-    if name == "constant":
-        return base_lr
-    if name == "multistep":
-        k = sum(1 for m in milestones if step >= m)
-        return base_lr * gamma**k
-    span = total_steps - warmup_steps
-    if name == "cosine":
-        t = (step - warmup_steps) / max(span - 1, 1)
-        return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
-    if name == "poly":
-        t = (step - warmup_steps) / span
-        return min_lr + (base_lr - min_lr) * (1.0 - t) ** power
-    raise ValueError(f"unknown schedule {name!r}")
+    return curve(step, warmup_steps, total_steps - warmup_steps, base_lr, min_lr, milestones, gamma, power)
 
 
 class LRScheduler:
@@ -163,24 +194,13 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: boo
 
 
 def build_optimizer(params: Iterable | nn.Module, cfg) -> torch.optim.Optimizer:
-    """Optimiser from an :class:`irstd.config.OptimConfig` (``adam``, ``adamw``, ``sgd``, ``adagrad``).
+    """Optimiser from an :class:`irstd.config.OptimConfig`, by name from :data:`OPTIMIZERS`.
 
     ``params`` is a module (groups made by :func:`param_groups`) or an iterable of parameters/groups.
     """
     if isinstance(params, nn.Module):
         params = param_groups(params, cfg.weight_decay, cfg.decay_norm_and_bias)
-    name = cfg.name.lower()
-    if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
-        )
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimiser {cfg.name!r}")
+    return OPTIMIZERS.get(cfg.name)(params, cfg)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg, steps_per_epoch: int, epochs: int) -> LRScheduler:

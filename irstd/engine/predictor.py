@@ -192,7 +192,7 @@ class Detector:
         tile_batch: int = 1,
         name: str = "model",
     ):
-        from irstd.engine.trainer import resolve_device
+        from irstd.engine.device import resolve_device
 
         if not 0.0 <= float(threshold) <= 1.0:
             raise IRSTDError(f"threshold must be in [0, 1], got {threshold}")

@@ -37,6 +37,7 @@ import torch.nn as nn
 from irstd.config import Config, load_config, save_config
 from irstd.engine import checkpoint as ckpt
 from irstd.engine import distributed as du
+from irstd.engine.device import resolve_device
 from irstd.engine.evaluator import evaluate
 from irstd.engine.loader import AugmentedDataset, EpochBatchSampler
 from irstd.engine.losses import build_loss
@@ -44,37 +45,11 @@ from irstd.engine.optim import build_optimizer, build_scheduler
 from irstd.engine.seed import capture_rng_state, restore_rng_state, seed_everything
 from irstd.errors import IRSTDError
 
-__all__ = ["Trainer", "resolve_device", "new_run_dir", "model_metadata", "STATE_VERSION"]
+__all__ = ["Trainer", "new_run_dir", "model_metadata", "STATE_VERSION"]
 
 STATE_VERSION = 1
 _CORE_COLUMNS = ["epoch", "step", "lr", "loss", "images_per_s", "epoch_time_s"]
 _VAL_KEYS = ["IoU", "nIoU", "Pd", "Fa", "F1"]
-
-
-def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` picks CUDA (``cuda:local_rank``), then Apple MPS, then CPU; explicit names are checked."""
-    spec = (spec or "auto").lower()
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise IRSTDError(f"unknown device {spec!r} (use auto, cpu, cuda, cuda:N or mps)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise IRSTDError(f"device {spec!r} requested but CUDA is not available")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-    if device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise IRSTDError(f"device {spec!r} requested but MPS is not available")
-    return device
 
 
 def new_run_dir(cfg: Config, config_name: str | None = None) -> Path:
