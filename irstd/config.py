@@ -3,8 +3,12 @@
 A config is a YAML mapping with the sections below (every key optional; defaults in the dataclasses).
 Unknown keys are an error, so that a typo never silently trains with a default.
 
-* ``base: other.yaml`` (optional, path relative to the file that names it): the file's values are
-  merged over ``other.yaml``'s, recursively for mappings, replacing lists and scalars. Chains allowed.
+* ``base: other.yaml`` (optional): the file's values are merged over ``other.yaml``'s, recursively
+  for mappings, replacing lists and scalars. Chains allowed. ``other.yaml`` is a path relative to the
+  file that names it or, when no such file exists, the name of a bundled config (``base: nuaa_acm``).
+* Bundled configs (one per protocol) are package data in ``irstd/configs/``; :func:`find_config`
+  and ``irstd train --config NAME`` accept their name (``nuaa_acm`` or ``nuaa_acm.yaml``) from any
+  directory, or a path to any YAML file.
 * Overrides ``key.sub=value`` (command line) are applied after inheritance; the value is parsed as a
   YAML scalar or flow collection (``train.epochs=5``, ``optim.betas=[0.9,0.99]``, ``data.root=/d``).
   Numbers such as ``1e-3`` (which YAML 1.1 reads as a string) are accepted for float fields.
@@ -21,10 +25,16 @@ import dataclasses
 import difflib
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+try:
+    from importlib.resources.abc import Traversable
+except ImportError:  # Python 3.10
+    from importlib.abc import Traversable
 
 from irstd.errors import IRSTDError
 
@@ -44,11 +54,13 @@ __all__ = [
     "apply_overrides",
     "save_config",
     "find_config",
+    "list_configs",
     "CONFIG_DIR",
 ]
 
-# configs/ beside the package (source checkout or editable install).
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# Through the import system rather than a path beside the sources, so that a checkout, an editable
+# install and an installed wheel all find the same package data.
+CONFIG_DIR: Traversable = resources.files("irstd") / "configs"
 
 
 @dataclass
@@ -363,19 +375,50 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def find_config(name: str | os.PathLike) -> Path:
-    """Resolve a config argument: an existing file, or a name in :data:`CONFIG_DIR`
-    (``nuaa_acm`` or ``nuaa_acm.yaml``)."""
-    path = Path(name)
-    if path.is_file():
-        return path
-    for candidate in (CONFIG_DIR / path.name, CONFIG_DIR / f"{path.name}.yaml"):
-        if not path.parent.parts and candidate.is_file():
-            return candidate
-    raise IRSTDError(f"{name}: config file not found")
+def list_configs() -> list[str]:
+    """Names of the bundled configs (``irstd/configs/*.yaml``), sorted."""
+    return sorted(f.name[: -len(".yaml")] for f in CONFIG_DIR.iterdir() if f.name.endswith(".yaml") and f.is_file())
 
 
-def _read_yaml(path: Path) -> dict:
+def _locate(name: str, directory: Path | Traversable) -> Path | Traversable | None:
+    """The file ``name`` in ``directory`` (or at an absolute ``name``); else, for a bare name, the
+    bundled config of that name, with or without ``.yaml``."""
+    file = directory / name
+    if file.is_file():
+        return file
+    if Path(name).name == name:
+        for candidate in (name, f"{name}.yaml"):
+            bundled = CONFIG_DIR / candidate
+            if bundled.is_file():
+                return bundled
+    return None
+
+
+def _bundled_hint(name: str) -> str:
+    names = list_configs()
+    close = difflib.get_close_matches(Path(name).name.removesuffix(".yaml"), names, n=1)
+    extra = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"{extra}; bundled configs: {', '.join(names)}"
+
+
+def find_config(name: str | os.PathLike | Traversable) -> Path | Traversable:
+    """Resolve a config argument: an existing file (relative to the working directory), else the
+    name of a bundled config (``nuaa_acm`` or ``nuaa_acm.yaml``, see :func:`list_configs`).
+
+    Raises:
+        IRSTDError: neither exists; the message lists the bundled names.
+    """
+    if isinstance(name, (str, os.PathLike)):
+        name = os.fspath(name)
+        found = _locate(name, Path())
+    else:  # a Traversable such as CONFIG_DIR / "nuaa_acm.yaml"
+        found = name if name.is_file() else None
+    if found is None:
+        raise IRSTDError(f"{name}: config file not found{_bundled_hint(str(name))}")
+    return found
+
+
+def _read_yaml(path: Path | Traversable) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -391,9 +434,13 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _load_chain(path: Path, seen: tuple[Path, ...]) -> dict:
-    path = path.resolve()
-    if path in seen:
+def _load_chain(path: Path | Traversable, seen: tuple[str, ...]) -> dict:
+    if isinstance(path, Path):
+        path = path.resolve()
+        directory: Path | Traversable = path.parent
+    else:  # a bundled config outside the file system (zip import): its bases are bundled too
+        directory = CONFIG_DIR
+    if str(path) in seen:
         raise IRSTDError(f"{path}: circular 'base:' inheritance")
     data = _read_yaml(path)
     base = data.pop("base", None)
@@ -401,10 +448,10 @@ def _load_chain(path: Path, seen: tuple[Path, ...]) -> dict:
         return data
     if not isinstance(base, str):
         raise IRSTDError(f"{path}: 'base' must be a file name")
-    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
-    if not base_path.is_file():
-        raise IRSTDError(f"{path}: base config {base_path} not found")
-    return _merge(_load_chain(base_path, seen + (path,)), data)
+    base_path = _locate(base, directory)
+    if base_path is None:
+        raise IRSTDError(f"{path}: base config {base} not found beside it{_bundled_hint(base)}")
+    return _merge(_load_chain(base_path, seen + (str(path),)), data)
 
 
 def _set_path(data: dict, dotted: str, value: Any, source: str) -> None:
@@ -442,11 +489,12 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     return data
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(path: str | os.PathLike | Traversable | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a config file (following ``base:``), apply overrides, validate.
 
     Args:
-        path: YAML file or a name in ``configs/``; None starts from the defaults.
+        path: YAML file or the name of a bundled config (:func:`find_config`); None starts from
+            the defaults.
         overrides: ``key.sub=value`` strings.
     """
     if path is None:

@@ -8,7 +8,16 @@ import pytest
 import yaml
 
 from irstd.cli import main
-from irstd.config import CONFIG_DIR, Config, apply_overrides, config_from_dict, load_config, save_config
+from irstd.config import (
+    CONFIG_DIR,
+    Config,
+    apply_overrides,
+    config_from_dict,
+    find_config,
+    list_configs,
+    load_config,
+    save_config,
+)
 from irstd.errors import IRSTDError
 
 
@@ -126,13 +135,13 @@ def test_saved_config_round_trips(tmp_path):
 
 
 def test_every_shipped_config_loads():
-    files = sorted(CONFIG_DIR.glob("*.yaml"))
-    names = {f.stem for f in files}
-    assert {"default", "nuaa_acm", "nuaa_dnanet", "nuaa_sctransnet", "nuaa_balistd"} <= names
-    for f in files:
-        cfg = load_config(f)
-        assert cfg.data.root, f
-    ivan = load_config("nuaa_sctransnet")  # names resolve in configs/
+    names = list_configs()
+    assert {"default", "nuaa_acm", "nuaa_dnanet", "nuaa_sctransnet", "nuaa_balistd"} <= set(names)
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.data.root, name
+        assert load_config(CONFIG_DIR / f"{name}.yaml") == cfg
+    ivan = load_config("nuaa_sctransnet")  # a bare name resolves among the bundled configs
     assert (ivan.optim.name, ivan.optim.lr, ivan.schedule.warmup_epochs, ivan.schedule.min_lr) == ("adam", 1e-3, 10, 1e-5)
     assert (ivan.train.batch_size, ivan.data.crop_size) == (8, 256)
     bal = load_config("nuaa_balistd")
@@ -154,3 +163,35 @@ def test_cli_print_config_is_a_loadable_config(tmp_path, capsys):
     printed = capsys.readouterr().out
     path = _write(tmp_path / "printed.yaml", printed)
     assert load_config(path) == load_config("nuaa_acm", ["train.epochs=5"])
+
+
+def test_bundled_names_resolve_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert find_config("nuaa_acm") == find_config("nuaa_acm.yaml") == CONFIG_DIR / "nuaa_acm.yaml"
+    # A user's file anywhere may inherit a bundled config by name, with or without .yaml.
+    (tmp_path / "elsewhere").mkdir()
+    mine = _write(tmp_path / "elsewhere" / "mine.yaml", {"base": "nuaa_acm", "train": {"epochs": 3}})
+    assert load_config(mine) == load_config("nuaa_acm", ["train.epochs=3"])
+    _write(tmp_path / "elsewhere" / "hrl.yaml", {"base": "nuaa_hrl.yaml", "output": {"name": "x"}})
+    assert load_config(tmp_path / "elsewhere" / "hrl.yaml").strategy.name == "hrl"
+
+
+def test_a_file_beside_the_config_wins_over_a_bundled_name(tmp_path, monkeypatch):
+    _write(tmp_path / "nuaa_acm.yaml", {"model": {"name": "dnanet"}})
+    child = _write(tmp_path / "child.yaml", {"base": "nuaa_acm.yaml"})
+    assert load_config(child).model.name == "dnanet"
+    monkeypatch.chdir(tmp_path)
+    assert load_config("nuaa_acm.yaml").model.name == "dnanet"  # a path that exists is a path
+    assert load_config("nuaa_acm").model.name == "acm"
+
+
+def test_unknown_config_name_lists_the_bundled_ones(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(IRSTDError) as err:
+        find_config("nuaa_acn")
+    assert "did you mean 'nuaa_acm'?" in str(err.value) and "nuaa_dnanet" in str(err.value)
+    with pytest.raises(IRSTDError, match="config file not found"):
+        find_config("configs/nuaa_acm.yaml")  # the old location is a path now, and nothing is there
+    assert main(["train", "--config", "nuaa_acn", "--print-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bundled configs: " in err[0]

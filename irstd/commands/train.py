@@ -12,7 +12,8 @@ from the training split), log.csv, checkpoints last/ and best/ (safetensors weig
 and test_metrics.json (test split scored with the best checkpoint at original resolution).
 
 Examples:
-  irstd train --config configs/nuaa_acm.yaml
+  irstd train --config nuaa_acm                          # a bundled config (irstd/configs/)
+  irstd train --config my_protocol.yaml                  # or your own (it may say base: nuaa_acm)
   irstd train --config nuaa_acm train.epochs=5 data.workers=0 --out runs/acm-try
   irstd train --resume runs/acm-try                      # continue after a crash or kill
   irstd train --resume runs/acm-try train.epochs=400     # extend a finished run
@@ -27,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", "-c", metavar="FILE", help="YAML config (a path, or a name in configs/); without it the built-in defaults")
+    p.add_argument("--config", "-c", metavar="FILE", help="YAML config: a path, or the name of a bundled config (default, nuaa_acm, ...; an unknown name lists them); without it the built-in defaults")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.epochs=10")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: <output.dir>/<name>-<timestamp>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
