@@ -1,4 +1,5 @@
-"""A built wheel, installed outside the checkout, runs the shipped detector and finds its configs.
+"""The package as users get it: ``import irstd`` and its lazy sub-packages; a built wheel,
+installed outside the checkout, that runs the shipped detector and finds its configs.
 
 The package data (bundled configs, the default detector's weights and card) must travel in the
 wheel; an editable install cannot show that, because it reads everything from the source tree.
@@ -20,13 +21,41 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.slow
-
 
 def _run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{args}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
+
+
+def test_import_irstd_is_light_and_exposes_the_sub_packages():
+    # A fresh interpreter: this test process has long imported torch.
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        import irstd
+        light = "torch" not in sys.modules
+        listed = dir(irstd)
+        model = irstd.models.create("acm")
+        try:
+            irstd.no_such_thing
+            unknown = "no error"
+        except AttributeError as exc:
+            unknown = str(exc)
+        print(json.dumps({
+            "light": light, "dir": listed, "model": type(model).__name__,
+            "metrics": irstd.metrics.__name__, "corruptions": irstd.corruptions.list_corruptions(),
+            "engine": irstd.engine.Trainer.__name__, "configs": irstd.config.list_configs(),
+            "unknown": unknown,
+        }))
+        """
+    )
+    out = json.loads(_run([sys.executable, "-c", probe], REPO).stdout)
+    assert out["light"]
+    assert {"config", "corruptions", "data", "engine", "metrics", "models", "strategies"} <= set(out["dir"])
+    assert out["model"] == "ACM" and out["metrics"] == "irstd.metrics" and out["engine"] == "Trainer"
+    assert "gaussian_noise" in out["corruptions"] and "nuaa_acm" in out["configs"]
+    assert "no attribute 'no_such_thing'" in out["unknown"]
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +83,7 @@ def _env(site: Path) -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_wheel_holds_the_configs_and_the_default_detector(installed):
     wheel, _, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
@@ -63,6 +93,7 @@ def test_wheel_holds_the_configs_and_the_default_detector(installed):
     assert {"irstd/weights/default.yaml", "irstd/weights/default.safetensors"} <= names
 
 
+@pytest.mark.slow
 def test_installed_wheel_loads_bundled_configs_by_name(installed):
     _, site, work = installed
     (work / "mine.yaml").write_text("base: nuaa_acm\ntrain:\n  epochs: 3\n")
@@ -90,6 +121,7 @@ def test_installed_wheel_loads_bundled_configs_by_name(installed):
     assert out["mine"] == ["acm", "adagrad", 3]
 
 
+@pytest.mark.slow
 def test_installed_wheel_runs_the_shipped_detector(installed):
     import cv2
 
