@@ -100,7 +100,8 @@ def load_test_set(root: Path) -> tuple[list[str], list[np.ndarray]]:
 def reference_scores(probs, masks, threshold: float = 0.5, distance: float = 3.0) -> dict[str, float]:
     """IoU, nIoU, PixAcc, pixel and target precision/recall/F1, Pd, Fa, as the public code does.
 
-    Ratios with an empty denominator: 1 when there is no error to see, else 0 (irstd's rule).
+    Ratios with an empty denominator: 1 when there is no error to see, else 0 (irstd's rule); the
+    per-image IoU of nIoU is 0 for an image with empty ground truth (the community value).
     """
     inter_total = union_total = gt_pixels = pred_pixels = 0
     iou_sum, images = 0.0, 0
@@ -113,7 +114,7 @@ def reference_scores(probs, masks, threshold: float = 0.5, distance: float = 3.0
         union_total += union
         gt_pixels += int(np.sum(gt))
         pred_pixels += int(np.sum(pred))
-        iou_sum += inter / union if union else 1.0
+        iou_sum += inter / union if union else 0.0  # TP / (union + eps), as ACM computes it
         images += 1
 
         pred_regions = measure.regionprops(measure.label(pred, connectivity=2))

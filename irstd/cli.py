@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
-        parser.print_help()
-        return 0
+        # a missing command is a usage error, like an unknown one: the help, then status 2
+        parser.print_help(sys.stderr)
+        return 2
     try:
         return int(args._run(args) or 0)
     except IRSTDError as exc:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -47,3 +49,27 @@ def test_demo_without_installed_detector_is_a_clear_error(tmp_path, monkeypatch,
     assert main(["demo", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "default detector is not installed" in err
+
+
+def test_demo_lines_give_targets_hits_misses_and_false_alarms(tmp_path, stand_in_detector, capsys):
+    """Each frame's line counts ground-truth targets, hits, misses and false alarms by the Pd/Fa
+    matching, so the lines add up to the Pd and target F1 of metrics.json."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--num", "4", "--size", "96", "128"]) == 0
+    text = capsys.readouterr().out
+    rows = re.findall(
+        r"demo_\d+\.png: 128x96 uint8, (\d+) target\(s\): (\d+) hit\(s\), (\d+) miss\(es\), (\d+) false alarm\(s\)",
+        text,
+    )
+    assert len(rows) == 4, text
+    counts = np.array(rows, dtype=int)
+    np.testing.assert_array_equal(counts[:, 1] + counts[:, 2], counts[:, 0])
+    targets, hits, misses, false_alarms = counts.sum(axis=0)
+    assert targets > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["Pd"] == pytest.approx(hits / targets)
+    assert metrics["F1"] == pytest.approx(2 * hits / (2 * hits + false_alarms + misses))
+    assert metrics["nIoU_empty_gt"] == "community" and "nIoU (empty GT = 0)" in text
+    detections = (out / "detections" / "detections.jsonl").read_text().splitlines()
+    summary = f"{targets} target(s): {hits} hit(s), {misses} miss(es); {len(detections)} detection(s), {false_alarms} false alarm(s)"
+    assert summary in text

@@ -90,9 +90,10 @@ def test_scores_folder_prints_table_and_writes_json(case, tmp_path, capsys):
     out_json = tmp_path / "out" / "metrics.json"
     rc, out, _ = run(["--dataset", ds, "--split", "test", "--pred", pred, "--json", out_json], capsys)
     assert rc == 0
-    for label in ("IoU", "nIoU", "PixAcc", "Pd", "Fa (x1e-6)", "F1 (target)", "AUC"):
+    for label in ("IoU", "nIoU (empty GT = 0)", "PixAcc", "Pd", "Fa (x1e-6)", "F1 (target)", "AUC"):
         assert f"| {label} |" in out
     report = json.loads(out_json.read_text())
+    assert report["nIoU_empty_gt"] == "community"
     for key in (*SCALAR_KEYS, "AUC", "dataset", "split", "n_images", "threshold", "counts", "curves"):
         assert key in report, key
     assert report["n_images"] == 3 and report["split"] == "test" and report["threshold"] == 0.5
@@ -219,3 +220,20 @@ def test_nuaa_acceptance_against_independent_reference(nuaa_root, tmp_path, caps
         assert abs(report[key] - ref[key]) <= 1e-6, (key, report[key], ref[key])
     # the perturbations must exercise misses and false alarms
     assert ref["Pd"] < 1.0 and ref["Fa"] > 0.0
+
+
+def test_image_with_empty_ground_truth_scores_zero_in_niou(tmp_path, capsys):
+    """The community nIoU: an image with no target and no prediction adds 0, not 1."""
+    ds, pred = tmp_path / "ds", tmp_path / "pred"
+    masks = make_dataset(ds, ids=("a",))
+    write_image(ds / "images" / "e.png", np.full((24, 32), 90, np.uint8))
+    write_image(ds / "masks" / "e.png", np.zeros((24, 32), np.uint8))
+    (ds / "img_idx" / "test.txt").write_text("a\ne\n")
+    write_image(pred / "a.png", masks["a"].astype(np.uint8) * 255)  # exact: IoU 1
+    write_image(pred / "e.png", np.zeros((24, 32), np.uint8))  # nothing predicted on nothing
+    out_json = tmp_path / "e.json"
+    rc, out, _ = run(["--dataset", ds, "--pred", pred, "--json", out_json], capsys)
+    assert rc == 0
+    assert "| nIoU (empty GT = 0) | 0.5000 |" in out
+    report = json.loads(out_json.read_text())
+    assert report["nIoU"] == 0.5 and report["IoU"] == 1.0 and report["nIoU_empty_gt"] == "community"

@@ -9,12 +9,14 @@ import pytest
 from PIL import Image
 
 from irstd.data.io import (
+    atomic_write_bytes,
     binarize_mask,
     full_scale,
     is_image_file,
     read_image,
     read_mask,
     read_probability,
+    staged_dir,
     write_image,
 )
 from irstd.errors import IRSTDError
@@ -166,6 +168,63 @@ def test_write_image_atomic_round_trip(tmp_path):
     assert sorted(os.listdir(tmp_path / "sub")) == ["w255.png", "w65535.png"]  # no temp files left
     with pytest.raises(TypeError):
         write_image(tmp_path / "f.png", np.zeros((2, 2), np.float32))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_writes_get_the_mode_of_a_plain_open(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "a.json", b"{}")
+        write_image(tmp_path / "b.png", _grey())
+        with open(tmp_path / "plain", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert {name: os.stat(tmp_path / name).st_mode & 0o777 for name in ("a.json", "b.png", "plain")} == {
+        "a.json": expected,
+        "b.png": expected,
+        "plain": expected,
+    }
+
+
+def test_staged_dir_moves_outputs_in_only_on_success(tmp_path):
+    out = tmp_path / "new" / "deep" / "out"
+    with staged_dir(out) as stage:
+        atomic_write_bytes(stage / "x.txt", b"x")
+        atomic_write_bytes(stage / "sub" / "y.txt", b"y")
+        assert not out.exists()
+    assert (out / "x.txt").read_bytes() == b"x" and (out / "sub" / "y.txt").read_bytes() == b"y"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]
+    # into an existing folder: staged entries replace theirs (a folder as a whole), others stay
+    (out / "keep.txt").write_bytes(b"k")
+    (out / "sub" / "stale.txt").write_bytes(b"s")
+    with staged_dir(out) as stage:
+        atomic_write_bytes(stage / "x.txt", b"x2")
+        atomic_write_bytes(stage / "sub" / "y.txt", b"y2")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["keep.txt", "sub", "sub/y.txt", "x.txt"]
+    assert (out / "x.txt").read_bytes() == b"x2"
+
+
+def test_staged_dir_leaves_nothing_behind_on_error(tmp_path):
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(IRSTDError, match="bad input"):
+        with staged_dir(tmp_path / "a" / "b" / "out") as stage:
+            atomic_write_bytes(stage / "half.txt", b"h")
+            raise IRSTDError("bad input")
+    assert sorted(tmp_path.rglob("*")) == before  # not even the missing parents
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_bytes(b"o")
+    with pytest.raises(KeyboardInterrupt):
+        with staged_dir(tmp_path / "out") as stage:
+            atomic_write_bytes(stage / "old.txt", b"new")
+            raise KeyboardInterrupt
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["old.txt"]
+    assert (tmp_path / "out" / "old.txt").read_bytes() == b"o"
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(IRSTDError, match="is a file"):
+        with staged_dir(tmp_path / "file"):
+            pass
 
 
 def _assert_clean_error(path, capfd, match=None):

@@ -30,6 +30,7 @@ from irstd.metrics import (
     iou,
     label_components,
     match_components,
+    match_targets,
     niou,
     pd_fa,
     pd_fa_curve,
@@ -171,9 +172,18 @@ def test_scattered_false_alarms_far_apart():
 def test_empty_ground_truth_and_empty_prediction():
     s, c = one_image(blank(), blank())
     assert c["gt_targets"] == 0 and c["pred_targets"] == 0
-    for key in ("IoU", "nIoU", "PixAcc", "Pd", "F1", "precision", "recall", "pixel_F1"):
+    for key in ("IoU", "PixAcc", "Pd", "F1", "precision", "recall", "pixel_F1"):
         assert s[key] == 1.0, key
     assert s["Fa"] == 0.0
+    # nIoU: ACM's SamplewiseSigmoidMetric divides TP by (union + eps), so empty/empty scores 0
+    assert s["nIoU"] == 0.0 and niou(blank(), blank()) == 0.0
+    assert one_image(blank(), blank(), empty_gt="one")[0]["nIoU"] == 1.0
+    assert niou(blank(), blank(), empty_gt="one") == 1.0
+    assert scores(blank(), blank(), empty_gt="one")["nIoU"] == 1.0
+    with pytest.raises(ValueError, match="empty_gt"):
+        NIoU(empty_gt="zero")
+    with pytest.raises(ValueError, match="empty_gt"):
+        niou(blank(), blank(), empty_gt="zero")
 
 
 def test_empty_ground_truth_with_false_alarm():
@@ -181,6 +191,7 @@ def test_empty_ground_truth_with_false_alarm():
     pred[3:5, 3:5] = True
     s, c = one_image(pred, blank())
     assert s["IoU"] == 0.0 and s["nIoU"] == 0.0
+    assert one_image(pred, blank(), empty_gt="one")[0]["nIoU"] == 0.0  # a false alarm: 0 under both rules
     assert s["Pd"] == 0.0 and s["precision"] == 0.0 and s["F1"] == 0.0
     assert c["false_alarm_pixels"] == 4 and s["Fa"] == 4 / 1024
 
@@ -202,13 +213,15 @@ def test_niou_averages_images_with_the_empty_rule():
     gt1[0:2, 0:2] = True
     pred1 = blank()
     pred1[0:2, 0:1] = True  # IoU 2/4
-    m = NIoU()
-    m.update(pred1, gt1)
-    m.update(blank(), blank())  # empty / empty: 1
     p3 = blank()
     p3[9, 9] = True
-    m.update(p3, blank())  # empty GT, a prediction: 0
-    assert m.compute() == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+    community, one = NIoU(), NIoU(empty_gt="one")
+    for m in (community, one):
+        m.update(pred1, gt1)
+        m.update(blank(), blank())  # empty / empty: 0 (community) or 1
+        m.update(p3, blank())  # empty GT, a prediction: 0 under both
+    assert community.compute() == pytest.approx((0.5 + 0.0 + 0.0) / 3)
+    assert one.compute() == pytest.approx((0.5 + 1.0 + 0.0) / 3)
     m2 = IoU()
     for p, g in [(pred1, gt1), (blank(), blank()), (p3, blank())]:
         m2.update(p, g)
@@ -247,18 +260,39 @@ def test_greedy_takes_lowest_label_not_nearest():
 
 
 def test_equal_area_unmatched_component_is_counted():
+    # Hand-computed. The DNANet code summed the unmatched components' areas "not in" the list of
+    # matched areas, so every false alarm with the area of some hit vanished from Fa.
     gt = blank()
-    gt[5:7, 5:7] = True
+    gt[5:7, 5:7] = True  # target A, area 4
+    gt[5, 20] = True  # target B, area 1
     pred = blank()
-    pred[5:7, 5:7] = True  # matched, area 4
-    pred[20:22, 20:22] = True  # unmatched, also area 4
+    pred[5:7, 5:7] = True  # hits A, area 4
+    pred[5, 20] = True  # hits B, area 1
+    pred[20:22, 20:22] = True  # false alarm, area 4 (= A's): dropped by the DNANet rule
+    pred[28, 3] = True  # false alarm, area 1 (= B's): dropped by the DNANet rule
+    pred[25:28, 25] = True  # false alarm, area 3: counted by both rules
     s, c = one_image(pred, gt)
-    assert c["matched_targets"] == 1 and c["pred_targets"] == 2
-    assert c["false_alarm_pixels"] == 4 and s["Fa"] == 4 / 1024
-    # the DNANet code kept the unmatched areas "not in" the matched areas: it loses these 4 px
-    regions = measure.regionprops(measure.label(pred, connectivity=2))
-    all_areas, matched_areas = [r.area for r in regions], [regions[0].area]
-    assert sum(a for a in all_areas if a not in matched_areas) == 0
+    assert c["matched_targets"] == 2 and c["pred_targets"] == 5
+    # correct rule: 4 + 1 + 3 = 8 false-alarm pixels; the DNANet rule would give 3
+    assert c["false_alarm_pixels"] == 8 and s["Fa"] == 8 / 1024
+    assert pd_fa(pred, gt) == {"Pd": 1.0, "Fa": 8 / 1024}
+
+
+def test_match_targets_reports_hits_misses_and_false_alarms_as_pd_fa_counts_them():
+    gt = blank()
+    gt[4:6, 4:6] = True  # hit (prediction 1 px off)
+    gt[15, 15] = True  # missed: the nearest prediction is 3 px away
+    gt[28, 28] = True  # missed: nothing near
+    pred = blank()
+    pred[4:6, 5:7] = True
+    pred[15, 18] = True  # false alarm
+    m = match_targets(pred, gt)
+    assert m.counts == {"targets": 3, "hits": 1, "misses": 2, "false_alarms": 1}
+    np.testing.assert_array_equal(m.hit, [True, False, False])
+    np.testing.assert_array_equal(m.false_alarm, [False, True])
+    s, c = one_image(pred, gt)
+    assert (c["gt_targets"], c["matched_targets"], c["pred_targets"]) == (3, 1, 2)
+    assert c["false_alarm_pixels"] == int(m.pred.areas[m.false_alarm].sum())
 
 
 # --------------------------------------------------------------------------------------------

@@ -162,6 +162,33 @@ def test_find_targets_geometry():
     assert find_targets(np.zeros((4, 4)), 0.5) == []
 
 
+def test_overlay_marks_hits_misses_and_false_alarms_in_three_colours():
+    from irstd.engine.predictor import FALSE_ALARM_COLOUR, HIT_COLOUR, MISS_COLOUR, make_overlay
+    from irstd.metrics import match_targets
+
+    gt = np.zeros((120, 160), bool)
+    gt[60:62, 60:62] = True  # hit
+    gt[90, 130] = True  # missed
+    pred = np.zeros_like(gt)
+    pred[60:62, 61:63] = True
+    pred[40, 120] = True  # false alarm
+    match = match_targets(pred, gt)
+    rgb = make_overlay(np.full(gt.shape, 20, np.uint8), pred, [], match)
+    assert rgb.shape == (120, 160, 3) and rgb.dtype == np.uint8
+
+    def has(colour, rows, cols):
+        return bool((rgb[rows, cols] == colour).all(axis=-1).any())
+
+    around = {"hit": (slice(45, 77), slice(45, 77)), "miss": (slice(78, 103), slice(118, 143)), "fa": (slice(30, 51), slice(110, 131))}
+    assert has(HIT_COLOUR, *around["hit"]) and not has(MISS_COLOUR, *around["hit"])
+    assert has(MISS_COLOUR, *around["miss"]) and not has(HIT_COLOUR, *around["miss"])
+    assert has(FALSE_ALARM_COLOUR, *around["fa"]) and not has(HIT_COLOUR, *around["fa"])
+    # the legend in the top-left corner shows all three
+    for colour in (HIT_COLOUR, MISS_COLOUR, FALSE_ALARM_COLOUR):
+        assert has(colour, slice(0, 40), slice(0, 100)), colour
+    assert len({HIT_COLOUR, MISS_COLOUR, FALSE_ALARM_COLOUR}) == 3
+
+
 # ------------------------------------------------------------------------------------ predict
 
 
@@ -186,7 +213,11 @@ def test_predict_files_16bit_and_hd(frames, tmp_path, spot_model, one_thread, ca
             assert set(d) >= {"image", "centroid", "bbox", "area", "score"} and 0.5 < d["score"] <= 1.0
             x0, y0, x1, y1 = d["bbox"]
             assert mask[y0 : y1 + 1, x0 : x1 + 1].max() == 255
-    assert "3 of 3 image(s) processed" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "3 of 3 image(s) processed" in out_text
+    # without ground truth the lines count detections; nothing claims they are targets
+    assert f"hd.png: 1920x1080 uint8, {len(truth['hd'][0])} detection(s)" in out_text
+    assert "target(s)" not in out_text
 
 
 def cv2_read_rgb(path):
@@ -298,11 +329,23 @@ def test_irstd_test_with_weights_and_with_run(frame_dataset, tmp_path, spot_mode
         pred = read_image(out / "masks" / f"f{k}.png")
         assert pred.shape == read_image(frame_dataset / "images" / f"f{k}.png").shape  # original size
     table = capsys.readouterr().out
-    assert "IoU" in table and "Fa (x1e-6)" in table
+    assert "IoU" in table and "Fa (x1e-6)" in table and "nIoU (empty GT = 0)" in table
+    assert metrics["nIoU_empty_gt"] == "community"
+    # one line per image with the Pd/Fa matching's counts, also stored per image
+    for k in range(6):
+        assert f"f{k}: " in table
+    per_image = {r["id"]: r for r in metrics["per_image"]}
+    assert sorted(per_image) == [f"f{k}" for k in range(6)]
+    for r in per_image.values():
+        assert r["hits"] == r["targets"] == 2 and r["misses"] == 0
+    assert sum(r["false_alarms"] for r in per_image.values()) == 0  # Fa < 1e-4: no false target at all
     # the same through a run directory (its config names the model), default output folder
     run = _fake_run(tmp_path, spot_model)
-    rc = main(["test", "--run", str(run), "--dataset", str(frame_dataset), "--no-masks"])
+    rc = main(["test", "--run", str(run), "--dataset", str(frame_dataset), "--no-masks", "--overlay", "--quiet"])
     assert rc == 0
+    assert "f0: " not in capsys.readouterr().out
+    overlays = sorted(p.name for p in (run / "test-ds-test" / "masks").iterdir())
+    assert overlays == [f"f{k}_overlay.png" for k in range(6)]  # overlays without the masks
     again = json.loads((run / "test-ds-test" / "metrics.json").read_text())
     assert {k: again[k] for k in ("IoU", "nIoU", "Pd", "Fa")} == {k: metrics[k] for k in ("IoU", "nIoU", "Pd", "Fa")}
 

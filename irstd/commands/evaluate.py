@@ -15,7 +15,9 @@ mask (0/255) or an 8-bit or 16-bit probability map (value / 255 or / 65535; floa
 A pixel is target iff its probability > --threshold. Files of other ids and non-image files are
 ignored. The metrics (IoU pooled over the dataset, nIoU, PixAcc, Pd, Fa, target-level F1, ...)
 are defined in the documentation of irstd.metrics; Fa is printed x1e-6 and stored as a plain
-ratio in the JSON file.
+ratio in the JSON file. nIoU scores an image with empty ground truth 0, also when nothing is
+predicted, as the community code does (the table says "nIoU (empty GT = 0)", the JSON file
+"nIoU_empty_gt": "community").
 
 A missing prediction, an unreadable file or a prediction whose size differs from its mask is an
 error naming the file; with --skip-bad such samples are skipped and listed instead.
@@ -83,9 +85,12 @@ def _json_ready(obj):
     return obj
 
 
-def format_table(scores: dict[str, float]) -> str:
-    """Markdown table of the scalar metrics (Fa shown x1e-6)."""
+def format_table(scores: dict[str, float], empty_gt: str = "community") -> str:
+    """Markdown table of the scalar metrics (Fa shown x1e-6; nIoU named with its ``empty_gt`` rule)."""
+    from irstd.metrics import niou_label
+
     labels = {
+        "nIoU": niou_label(empty_gt),
         "F1": "F1 (target)",
         "precision": "precision (target)",
         "recall": "recall (target)",
@@ -183,6 +188,7 @@ def evaluate_folder(
             "n_images": len(scored),
             "threshold": threshold,
             "max_distance": metrics.max_distance,
+            "nIoU_empty_gt": metrics.empty_gt,
             "counts": metrics.counts(),
             "skipped": [{"id": item, "reason": reason} for item, reason in skipped],
             "ignored_files": ignored,
@@ -206,7 +212,7 @@ def run(args) -> int:
         f"{report['dataset']} [{report['split']}]: {report['n_images']} images scored from "
         f"{report['pred']}, threshold {report['threshold']}"
     )
-    print(format_table(scores))
+    print(format_table(scores, report["nIoU_empty_gt"]))
     print(
         f"targets: {c['gt_targets']} ground truth, {c['pred_targets']} predicted, "
         f"{c['matched_targets']} matched (centroids < {report['max_distance']:g} px); "

@@ -27,9 +27,12 @@ Rules
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import shutil
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -182,14 +185,35 @@ def read_probability(path: str | os.PathLike) -> np.ndarray:
     return (array.astype(np.float64) / full_scale(array)).astype(np.float32)
 
 
+def _create_new(path: Path, create) -> Path:
+    """Call ``create(candidate)`` on fresh hidden sibling names of ``path`` until one does not exist."""
+    while True:
+        candidate = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            create(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
-    so that a crash never leaves a truncated file under the final name."""
+    so that a crash never leaves a truncated file under the final name.
+
+    The file ends with the mode a plain ``open(path, "wb")`` gives a new file (0o666 minus the
+    umask). Every file irstd writes goes through this function (checkpoint folders too, file by
+    file inside their own staged folder).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # os.open with 0o666, not tempfile.mkstemp (always 0o600): the kernel applies the umask, so the
+    # mode is right without reading the umask, which os.umask can only do by changing it, a race
+    # with other threads creating files.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fds: list[int] = []
+    tmp = _create_new(path, lambda candidate: fds.append(os.open(candidate, flags, 0o666)))
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fds[0], "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -200,6 +224,59 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+@contextmanager
+def staged_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """A folder to write a command's outputs into, moved into ``out`` only if the block succeeds.
+
+    On an exception nothing is left behind: neither ``out`` (if it did not exist), nor its missing
+    parents, nor any file inside an existing ``out``. On success the staged entries replace those of
+    the same name in ``out`` (a staged folder replaces the old folder as a whole) and other entries
+    of ``out`` are kept. The staging folder is a hidden sibling (or, when ``out`` exists, a hidden
+    child), so the moves are renames on one file system. Folders get the modes ``mkdir`` gives.
+
+    Raises:
+        IRSTDError: ``out`` is a file, or the folder cannot be created.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise IRSTDError(f"{out}: is a file, expected an output folder")
+    existed = out.is_dir()
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        if existed:
+            stage = _create_new(out / "staging", lambda c: os.mkdir(c, 0o777))
+        else:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            stage = _create_new(out, lambda c: os.mkdir(c, 0o777))
+    except OSError as exc:
+        _remove_created(missing)
+        raise IRSTDError(f"{out}: cannot create output folder ({exc.strerror or exc})") from None
+    try:
+        yield stage
+        if existed:
+            for entry in sorted(stage.iterdir()):
+                target = out / entry.name
+                if target.is_dir() and not target.is_symlink() and entry.is_dir():
+                    shutil.rmtree(target)
+                os.replace(entry, target)
+            stage.rmdir()
+        else:
+            os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        _remove_created(missing)
+        raise
+
+
+def _remove_created(missing: list[Path]) -> None:
+    # innermost first; a folder someone else filled in the meantime is kept
+    for folder in missing:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -270,12 +270,8 @@ def write_checkpoint_dir(run_dir: str | os.PathLike, name: str, files: Mapping[s
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     for fname, data in files.items():
-        with open(tmp / fname, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    with open(tmp / _MARKER, "wb") as fh:
-        os.fsync(fh.fileno())
+        atomic_write_bytes(tmp / fname, data)
+    atomic_write_bytes(tmp / _MARKER, b"")
     _fsync_dir(tmp)
     if old.exists():
         shutil.rmtree(old)

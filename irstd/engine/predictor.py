@@ -36,6 +36,7 @@ __all__ = [
     "Detector",
     "Prediction",
     "find_targets",
+    "frame_line",
     "make_overlay",
     "tile_starts",
     "ramp_weights",
@@ -143,27 +144,114 @@ def _display(image: np.ndarray) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
 
 
-def make_overlay(image: np.ndarray, mask: np.ndarray, detections: list[dict]) -> np.ndarray:
-    """RGB ``uint8`` picture of a frame with the mask tinted red and a box around each detection."""
+# Overlay colours (RGB). Detections without ground truth keep the yellow of the boxes; against
+# ground truth, hits, misses and false alarms get colours far apart in hue (green, magenta, orange)
+# and two shapes (circles around ground-truth targets, squares around false predictions).
+DETECTION_COLOUR = (255, 220, 0)
+HIT_COLOUR = (0, 230, 0)
+MISS_COLOUR = (255, 0, 255)
+FALSE_ALARM_COLOUR = (255, 140, 0)
+
+
+def _line_width(shape: tuple[int, int]) -> int:
+    return max(1, int(round(max(shape) / 800)))
+
+
+def _mark(rgb: np.ndarray, centre_rc, area: int, colour, shape: str, thick: int) -> None:
+    import cv2
+
+    half = int(math.ceil(math.sqrt(max(int(area), 1)) / 2)) + 3 + 2 * thick
+    x, y = int(round(float(centre_rc[1]))), int(round(float(centre_rc[0])))
+    if shape == "circle":
+        cv2.circle(rgb, (x, y), int(round(half * 1.3)), colour, thick)
+    else:
+        cv2.rectangle(rgb, (x - half, y - half), (x + half, y + half), colour, thick)
+
+
+def _legend(rgb: np.ndarray, entries: list[tuple[str, tuple[int, int, int], str]], thick: int) -> None:
+    """Draw ``(label, colour, shape)`` entries in the top-left corner on a darkened panel."""
+    import cv2
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    scale = max(0.35, min(rgb.shape[:2]) / 700)
+    text_thick = max(1, int(round(scale * 1.5)))
+    sizes = [cv2.getTextSize(label, font, scale, text_thick)[0] for label, _, _ in entries]
+    line_h = max(hgt for _, hgt in sizes) + int(8 * scale) + 2
+    swatch = line_h - 4
+    pad = 3
+    width = min(rgb.shape[1], pad * 3 + swatch + max(wd for wd, _ in sizes))
+    height = min(rgb.shape[0], pad * 2 + line_h * len(entries))
+    panel = rgb[:height, :width]
+    panel[...] = (panel * 0.35).astype(np.uint8)
+    for k, ((label, colour, shape), (_, hgt)) in enumerate(zip(entries, sizes)):
+        top = pad + k * line_h
+        cx, cy = pad + swatch // 2, top + line_h // 2
+        if shape == "circle":
+            cv2.circle(rgb, (cx, cy), swatch // 2 - 1, colour, thick)
+        else:
+            cv2.rectangle(rgb, (pad + 1, top + 3), (pad + swatch - 1, top + line_h - 3), colour, thick)
+        cv2.putText(rgb, label, (pad * 2 + swatch, cy + hgt // 2), font, scale, colour, text_thick, cv2.LINE_AA)
+
+
+def make_overlay(image: np.ndarray, mask: np.ndarray, detections: list[dict], match=None) -> np.ndarray:
+    """RGB ``uint8`` picture of a frame with a legend in the top-left corner.
+
+    Without ground truth (``match`` None): the mask tinted red and a box around each detection.
+    With ``match`` (:func:`irstd.metrics.match_targets` of the mask against the ground truth, the
+    Pd/Fa rule): a green circle around each ground-truth target hit, a magenta circle around each
+    one missed and an orange square around each false alarm.
+    """
     import cv2
 
     grey = _display(image)
     rgb = np.stack([grey, grey, grey], axis=-1)
-    if mask.any():
-        rgb[mask] = (0.4 * rgb[mask] + 0.6 * np.array([255, 0, 0])).astype(np.uint8)
     h, w = mask.shape
-    thick = max(1, int(round(max(h, w) / 800)))
-    margin = 3 + 2 * thick
-    for det in detections:
-        x0, y0, x1, y1 = det["bbox"]
-        cv2.rectangle(
-            rgb,
-            (max(x0 - margin, 0), max(y0 - margin, 0)),
-            (min(x1 + margin, w - 1), min(y1 + margin, h - 1)),
-            (255, 220, 0),
-            thick,
-        )
+    thick = _line_width(mask.shape)
+    if match is None:
+        if mask.any():
+            rgb[mask] = (0.4 * rgb[mask] + 0.6 * np.array([255, 0, 0])).astype(np.uint8)
+        margin = 3 + 2 * thick
+        for det in detections:
+            x0, y0, x1, y1 = det["bbox"]
+            cv2.rectangle(
+                rgb,
+                (max(x0 - margin, 0), max(y0 - margin, 0)),
+                (min(x1 + margin, w - 1), min(y1 + margin, h - 1)),
+                DETECTION_COLOUR,
+                thick,
+            )
+        _legend(rgb, [(f"detection ({len(detections)})", DETECTION_COLOUR, "square")], thick)
+        return rgb
+    for centre, area, hit in zip(match.gt.centroids, match.gt.areas, match.hit):
+        _mark(rgb, centre, area, HIT_COLOUR if hit else MISS_COLOUR, "circle", thick)
+    false = match.false_alarm
+    for centre, area in zip(match.pred.centroids[false], match.pred.areas[false]):
+        _mark(rgb, centre, area, FALSE_ALARM_COLOUR, "square", thick)
+    c = match.counts
+    _legend(
+        rgb,
+        [
+            (f"hit ({c['hits']})", HIT_COLOUR, "circle"),
+            (f"miss ({c['misses']})", MISS_COLOUR, "circle"),
+            (f"false alarm ({c['false_alarms']})", FALSE_ALARM_COLOUR, "square"),
+        ],
+        thick,
+    )
     return rgb
+
+
+def frame_line(name, shape: tuple[int, int], detections: list[dict], match=None, dtype=None) -> str:
+    """The per-frame report line: ``N detection(s)`` without ground truth; with ``match``
+    (:func:`irstd.metrics.match_targets`), the ground-truth targets, hits, misses and false alarms."""
+    h, w = shape
+    head = f"{name}: {w}x{h}" + (f" {dtype}" if dtype is not None else "")
+    if match is None:
+        return f"{head}, {len(detections)} detection(s)"
+    c = match.counts
+    return (
+        f"{head}, {c['targets']} target(s): {c['hits']} hit(s), {c['misses']} miss(es), "
+        f"{c['false_alarms']} false alarm(s)"
+    )
 
 
 class Detector:
@@ -271,6 +359,8 @@ def predict_files(
     save_prob: bool = False,
     overlay: bool = False,
     log=print,
+    masks: dict | None = None,
+    progress: bool = False,
 ) -> dict:
     """Run ``detector`` on image files and write the outputs of ``irstd predict`` into ``out``.
 
@@ -280,13 +370,24 @@ def predict_files(
     ``__2``, ``__3`` suffixes. An unreadable file is reported through ``log`` and skipped; the others
     are still processed. Every file is written atomically.
 
+    ``masks`` (``{str(image path): mask path}``) gives ground truth: each frame's line and overlay
+    then show its targets hit, missed and the false alarms, matched as Pd and Fa match them.
+    ``progress`` shows a bar on stderr when it is a terminal.
+
     Returns:
-        ``{"processed": n, "targets": n, "failures": [(path, message), ...], "outputs": {path: stem}}``
+        ``{"processed": n, "detections": n, "failures": [(path, message), ...], "outputs": {path: stem}}``
+
+    Raises:
+        IRSTDError: no image could be processed (the message lists why); ``detections.jsonl`` is
+            not written then.
     """
     import json
 
-    from irstd.data.io import atomic_write_bytes, read_image, write_image
+    from tqdm import tqdm
+
+    from irstd.data.io import atomic_write_bytes, read_image, read_mask, write_image
     from irstd.engine.evaluator import probability_to_png
+    from irstd.metrics import match_targets
 
     out = Path(out)
     try:
@@ -294,27 +395,49 @@ def predict_files(
     except OSError as exc:
         raise IRSTDError(f"{out}: cannot create output folder ({exc.strerror or exc})") from None
     lines, failures, outputs, total = [], [], {}, 0
-    for path, stem in zip(paths, _unique_stems(paths)):
-        try:
-            image = read_image(path)
-            pred = detector.predict(image)
-        except IRSTDError as exc:
-            failures.append((str(path), str(exc)))
-            continue
-        write_image(out / f"{stem}.png", pred.mask.astype(np.uint8) * 255)
-        if save_prob:
-            write_image(out / f"{stem}_prob.png", probability_to_png(pred.prob))
-        if overlay:
-            write_image(out / f"{stem}_overlay.png", make_overlay(image, pred.mask, pred.detections))
-        for k, det in enumerate(pred.detections):
-            lines.append(json.dumps({"image": str(path), "output": f"{stem}.png", "target": k, **det}))
-        total += len(pred.detections)
-        outputs[str(path)] = stem
-        if log is not None:
-            h, w = image.shape
-            log(f"{path}: {w}x{h} {image.dtype}, {len(pred.detections)} target(s)")
+    # disable=None: a bar only on a terminal; log lines are written around it, not through it
+    bar = tqdm(
+        list(zip(paths, _unique_stems(paths))),
+        desc="predict",
+        unit="img",
+        leave=False,
+        dynamic_ncols=True,
+        disable=None if progress else True,
+    )
+    try:
+        for path, stem in bar:
+            try:
+                image = read_image(path)
+                truth = None if masks is None else read_mask(masks[str(path)])
+                if truth is not None and truth.shape != image.shape:
+                    raise IRSTDError(
+                        f"{masks[str(path)]}: mask size {truth.shape[1]}x{truth.shape[0]} differs from "
+                        f"image {path} size {image.shape[1]}x{image.shape[0]}"
+                    )
+                pred = detector.predict(image)
+            except IRSTDError as exc:
+                failures.append((str(path), str(exc)))
+                continue
+            match = None if truth is None else match_targets(pred.mask, truth)
+            write_image(out / f"{stem}.png", pred.mask.astype(np.uint8) * 255)
+            if save_prob:
+                write_image(out / f"{stem}_prob.png", probability_to_png(pred.prob))
+            if overlay:
+                write_image(out / f"{stem}_overlay.png", make_overlay(image, pred.mask, pred.detections, match))
+            for k, det in enumerate(pred.detections):
+                lines.append(json.dumps({"image": str(path), "output": f"{stem}.png", "target": k, **det}))
+            total += len(pred.detections)
+            outputs[str(path)] = stem
+            if log is not None:
+                with tqdm.external_write_mode():
+                    log(frame_line(path, image.shape, pred.detections, match, image.dtype))
+    finally:
+        bar.close()
+    if not outputs:
+        shown = "; ".join(msg for _, msg in failures[:5]) + (f"; ... and {len(failures) - 5} more" if len(failures) > 5 else "")
+        raise IRSTDError(f"none of the {len(paths)} input(s) could be processed: {shown}")
     atomic_write_bytes(out / "detections.jsonl", "".join(line + "\n" for line in lines).encode())
-    return {"processed": len(outputs), "targets": total, "failures": failures, "outputs": outputs}
+    return {"processed": len(outputs), "detections": total, "failures": failures, "outputs": outputs}
 
 
 # ----------------------------------------------------------------------------------- loading

@@ -158,6 +158,14 @@ class Trainer:
         if not root.is_dir():
             raise IRSTDError(f"{root}: dataset folder not found (data.root)")
         cfg.data.root = str(root.resolve())  # absolute in the saved config: resume and test work from anywhere
+        if not self.resume:
+            # Before the run directory exists, so that a bad dataset leaves nothing behind: index
+            # files, folders and every sample's files (decoded only with data.skip_bad).
+            from irstd.data import IRSTDDataset
+
+            for split in (cfg.data.train_split, cfg.data.test_split):
+                if split:
+                    IRSTDDataset(root, split=split, skip_bad=cfg.data.skip_bad)
         # Rank 0 names the directory (a timestamp); every rank then checks it, so that an error
         # stops all processes instead of leaving the others waiting for rank 0.
         path = self._run_dir_arg if self._run_dir_arg is not None else None

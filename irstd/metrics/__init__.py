@@ -31,9 +31,12 @@ Inputs
 Definitions (TP, FP, FN are pixel counts; sums run over all images of the dataset)
 ------------------------------------------------------------------------------------
 * ``IoU`` = sum TP / sum (TP + FP + FN): pooled over the dataset (often mislabelled mIoU).
-* ``nIoU`` = mean over images of the per-image IoU. An image with an empty ground truth scores
-  1 if its prediction is empty too and 0 if anything is predicted. (The toolbox code divides by
-  ``union + eps`` and so scores the empty/empty case 0; NUAA-SIRST has no empty ground truth.)
+* ``nIoU`` = mean over images of the per-image IoU TP / (TP + FP + FN). An image with an empty
+  ground truth scores 0, also when nothing is predicted: the community value (ACM's
+  ``SamplewiseSigmoidMetric`` and the toolboxes copied from it divide by ``union + eps``).
+  ``empty_gt="one"`` (functions and classes) scores the empty/empty case 1 instead; tables name the
+  rule (``nIoU (empty GT = 0)``) and JSON reports store it as ``nIoU_empty_gt``. The rule only
+  matters for datasets with target-free images (NUAA-SIRST has none; synthetic frames may).
 * ``PixAcc`` = sum TP / sum ground-truth pixels, as the toolboxes compute it (= pixel recall).
 * ``pixel_precision`` = TP / (TP + FP), ``pixel_recall`` = TP / (TP + FN),
   ``pixel_F1`` = 2 TP / (2 TP + FP + FN), pooled (note ``pixel_F1`` = 2 IoU / (1 + IoU)).
@@ -41,7 +44,9 @@ Definitions (TP, FP, FN are pixel counts; sums run over all images of the datase
   order of their first pixel; centroid = mean (row, col) of the component's pixels.
 * Matching (Pd, Fa and the target-level scores), per image: for each ground-truth target in label
   order, the first predicted target not yet taken whose centroid is at Euclidean distance strictly
-  below 3 px is matched and removed from the pool.
+  below 3 px is matched and removed from the pool. ``match_targets(pred, target)`` gives one
+  image's outcome under this rule: ground-truth targets hit or missed, predictions that are false
+  alarms (the per-frame lines and overlays of ``irstd demo`` and ``irstd test`` use it).
 * ``Pd`` = matched ground-truth targets / all ground-truth targets (dataset).
 * ``Fa`` = pixels of the predicted targets left unmatched / all pixels of all images: a plain
   ratio, displayed x1e-6. Every unmatched component counts, also one whose area equals a matched
@@ -56,7 +61,7 @@ Definitions (TP, FP, FN are pixel counts; sums run over all images of the datase
   of thresholds (default 0.05, 0.10, ..., 0.95). Logits are turned into sigmoid probabilities for
   the curves.
 * ``rce(iou_clean, iou_corrupted)`` = (IoU_clean - IoU_corrupted) / IoU_clean, a fraction.
-* Empty denominators: a ratio whose denominator is 0 is 1.0 when no error of the kind it
+* Empty denominators (every ratio but the per-image IoU of nIoU): a ratio whose denominator is 0 is 1.0 when no error of the kind it
   measures against was made, else 0.0 (e.g. Pd with no ground-truth target is 1 without false
   targets, 0 with some). With no image at all every value is NaN.
 """
@@ -77,13 +82,17 @@ from irstd.metrics.classes import (
 )
 from irstd.metrics.functional import (
     DEFAULT_PD_FA_THRESHOLDS,
+    EMPTY_GT_RULES,
     MATCH_DISTANCE,
     SCALAR_KEYS,
+    TargetMatch,
     auc,
     iou,
     label_components,
     match_components,
+    match_targets,
     niou,
+    niou_label,
     pd_fa,
     pd_fa_curve,
     pix_acc,
@@ -96,6 +105,7 @@ from irstd.metrics.functional import (
 
 __all__ = [
     "DEFAULT_PD_FA_THRESHOLDS",
+    "EMPTY_GT_RULES",
     "IoU",
     "MATCH_DISTANCE",
     "Metric",
@@ -107,12 +117,15 @@ __all__ = [
     "ROC",
     "SCALAR_KEYS",
     "SegmentationMetrics",
+    "TargetMatch",
     "TargetPrecisionRecallF1",
     "auc",
     "iou",
     "label_components",
     "match_components",
+    "match_targets",
     "niou",
+    "niou_label",
     "pd_fa",
     "pd_fa_curve",
     "pix_acc",

@@ -18,6 +18,7 @@ from irstd.metrics.functional import (
     INPUT_KINDS,
     MATCH_DISTANCE,
     ImageStats,
+    check_empty_gt,
     curve_counts,
     image_iou,
     image_stats,
@@ -64,6 +65,9 @@ class Metric:
         input: how float predictions are read: ``"probs"``, ``"logits"`` or ``"auto"``
             (:func:`irstd.metrics.functional.resolve_input`).
         max_distance: centroid distance (pixels, strict ``<``) for matching targets.
+        empty_gt: nIoU rule for an image whose ground truth and prediction are both empty:
+            ``"community"`` (default) scores it 0 as ACM's ``SamplewiseSigmoidMetric`` does,
+            ``"one"`` scores it 1 (:data:`irstd.metrics.functional.EMPTY_GT_RULES`).
 
     Subclass switches: ``_targets`` (label components, match them), ``_roc_bins`` (accumulate ROC
     histograms), ``_curve_thresholds`` (Pd-Fa curve).
@@ -78,7 +82,9 @@ class Metric:
         max_distance: float = MATCH_DISTANCE,
         roc_bins: int | None = None,
         curve_thresholds: Sequence[float] | None = None,
+        empty_gt: str = "community",
     ):
+        check_empty_gt(empty_gt)
         if not 0.0 <= float(threshold) <= 1.0:
             raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
         if input not in INPUT_KINDS:
@@ -90,6 +96,7 @@ class Metric:
         self.threshold = float(threshold)
         self.input = input
         self.max_distance = float(max_distance)
+        self.empty_gt = empty_gt
         self._roc_bins = None if roc_bins is None else int(roc_bins)
         self._curve_thresholds = None
         if curve_thresholds is not None:
@@ -139,7 +146,7 @@ class Metric:
             s = image_stats(binary, gt, self.max_distance, targets=self._targets, gt_components=gt_comp)
             st["counts"] += s
             st["images"] += 1
-            st["iou_sum"] += image_iou(s)
+            st["iou_sum"] += image_iou(s, self.empty_gt)
             if self._roc_bins is not None:
                 st["roc_hist"] += roc_histogram(prob, gt, self._roc_bins)
             if self._curve_thresholds is not None:
@@ -215,11 +222,12 @@ class IoU(Metric):
 
 
 class NIoU(Metric):
-    """Mean of per-image IoU; an image with empty ground truth scores 1 if its prediction is empty,
-    else 0. ``compute() -> float`` in [0, 1]."""
+    """Mean of per-image IoU; ``compute() -> float`` in [0, 1]. An image with empty ground truth
+    scores 0, also when nothing is predicted (``empty_gt="community"``, the toolboxes' value); with
+    ``empty_gt="one"`` an empty prediction on it scores 1."""
 
-    def __init__(self, threshold: float = 0.5, input: str = "probs"):
-        super().__init__(threshold, input)
+    def __init__(self, threshold: float = 0.5, input: str = "probs", empty_gt: str = "community"):
+        super().__init__(threshold, input, empty_gt=empty_gt)
 
     def compute(self) -> float:
         return self._scores()["nIoU"]
@@ -311,6 +319,8 @@ class SegmentationMetrics(Metric):
         threshold: probability threshold (``p > threshold``), default 0.5.
         input: ``"probs"`` (default), ``"logits"`` or ``"auto"``.
         max_distance: target matching distance in pixels (strict), default 3.
+        empty_gt: nIoU score of an image with empty ground truth and empty prediction:
+            ``"community"`` 0 (default), ``"one"`` 1.
         curves: also accumulate the pixel ROC (``roc_bins`` thresholds k / bins) and the Pd-Fa
             curve (``pd_fa_thresholds``); adds ``AUC`` to :meth:`compute` and enables
             :meth:`compute_curves`.
@@ -332,6 +342,7 @@ class SegmentationMetrics(Metric):
         curves: bool = False,
         roc_bins: int = 100,
         pd_fa_thresholds: Sequence[float] = DEFAULT_PD_FA_THRESHOLDS,
+        empty_gt: str = "community",
     ):
         self.curves = bool(curves)
         super().__init__(
@@ -340,6 +351,7 @@ class SegmentationMetrics(Metric):
             max_distance,
             roc_bins=roc_bins if curves else None,
             curve_thresholds=pd_fa_thresholds if curves else None,
+            empty_gt=empty_gt,
         )
 
     def compute(self) -> dict[str, float]:

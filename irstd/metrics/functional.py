@@ -30,12 +30,15 @@ __all__ = [
     "MATCH_DISTANCE",
     "SCALAR_KEYS",
     "DEFAULT_PD_FA_THRESHOLDS",
+    "EMPTY_GT_RULES",
     "Components",
+    "TargetMatch",
     "ImageStats",
     "as_image_list",
     "auc",
     "binarize_prediction",
     "binarize_target",
+    "check_empty_gt",
     "curve_counts",
     "f1_from_counts",
     "image_iou",
@@ -44,7 +47,9 @@ __all__ = [
     "iter_binary",
     "label_components",
     "match_components",
+    "match_targets",
     "niou",
+    "niou_label",
     "pd_fa",
     "pd_fa_curve",
     "pd_fa_from_curve_counts",
@@ -70,6 +75,25 @@ INPUT_KINDS = ("auto", "probs", "logits")
 MATCH_DISTANCE = 3.0
 """A predicted target matches a ground-truth target when their centroids are closer than this
 (pixels, Euclidean, strict ``<``): the community convention for Pd and Fa."""
+
+EMPTY_GT_RULES = {"community": 0.0, "one": 1.0}
+"""Accepted values of the ``empty_gt`` argument (nIoU) and the per-image IoU each gives an image
+whose ground truth and prediction are both empty. ``"community"`` (the default) is what ACM's
+``SamplewiseSigmoidMetric`` and the toolboxes copied from it compute, TP / (union + eps) = 0;
+``"one"`` scores a correctly empty prediction as a perfect one. An empty ground truth with
+anything predicted scores 0 under both."""
+
+
+def check_empty_gt(empty_gt: str) -> str:
+    """``empty_gt`` if it is one of :data:`EMPTY_GT_RULES`, else ValueError."""
+    if empty_gt not in EMPTY_GT_RULES:
+        raise ValueError(f"empty_gt must be one of {tuple(EMPTY_GT_RULES)}, got {empty_gt!r}")
+    return empty_gt
+
+
+def niou_label(empty_gt: str = "community") -> str:
+    """How tables name nIoU so that the empty-ground-truth rule travels with the figure."""
+    return "nIoU (empty GT = 0)" if check_empty_gt(empty_gt) == "community" else "nIoU (empty GT and pred = 1)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,6 +411,41 @@ def target_counts(
     return len(pred_components.areas), int(taken.size), false_pixels
 
 
+class TargetMatch(NamedTuple):
+    """Target-level outcome of one image under the Pd/Fa matching (:func:`match_components`)."""
+
+    gt: Components  # ground-truth targets
+    pred: Components  # predicted targets
+    matched: np.ndarray  # (n_gt,) index of the predicted target matched to each, or -1
+
+    @property
+    def hit(self) -> np.ndarray:
+        """``(n_gt,)`` bool: the ground-truth target was detected."""
+        return self.matched >= 0
+
+    @property
+    def false_alarm(self) -> np.ndarray:
+        """``(n_pred,)`` bool: the predicted target matches no ground-truth target."""
+        out = np.ones(len(self.pred.areas), dtype=bool)
+        out[self.matched[self.matched >= 0]] = False
+        return out
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """``targets`` (ground truth), ``hits``, ``misses``, ``false_alarms`` (predicted targets)."""
+        hits = int(self.hit.sum())
+        n_gt = len(self.gt.areas)
+        return {"targets": n_gt, "hits": hits, "misses": n_gt - hits, "false_alarms": int(self.false_alarm.sum())}
+
+
+def match_targets(pred: np.ndarray, target: np.ndarray, max_distance: float = MATCH_DISTANCE) -> TargetMatch:
+    """Targets of one binary prediction and its binary ground truth (2-D ``bool``), matched as
+    Pd and Fa match them: which ground-truth targets are hit or missed, which predictions are
+    false alarms."""
+    gt, pr = label_components(target), label_components(pred)
+    return TargetMatch(gt, pr, match_components(gt.centroids, pr.centroids, max_distance))
+
+
 class ImageStats(NamedTuple):
     """Counts of one image from which every scalar metric is computed."""
 
@@ -517,9 +576,13 @@ SCALAR_KEYS = (
 """Keys of :func:`scores_from_counts`, in display order."""
 
 
-def image_iou(stats: ImageStats) -> float:
-    """IoU of one image; empty ground truth: 1.0 if the prediction is empty too, else 0.0."""
-    return safe_ratio(stats.tp, stats.tp + stats.fp + stats.fn, 0)
+def image_iou(stats: ImageStats, empty_gt: str = "community") -> float:
+    """IoU of one image. Ground truth and prediction both empty: ``EMPTY_GT_RULES[empty_gt]``
+    (0.0 by default, as the community code computes it); empty ground truth with a prediction: 0.0."""
+    union = stats.tp + stats.fp + stats.fn
+    if union == 0:
+        return EMPTY_GT_RULES[empty_gt]
+    return stats.tp / union
 
 
 def scores_from_counts(
@@ -579,23 +642,30 @@ def pd_fa_from_curve_counts(counts: np.ndarray, gt_targets: int, pixels: int) ->
 # Functional forms: one call scores the images it is given, as one dataset
 
 
-def _score(pred, target, threshold, input, max_distance, targets: bool) -> dict[str, float]:
+def _score(pred, target, threshold, input, max_distance, targets: bool, empty_gt: str = "community") -> dict[str, float]:
+    check_empty_gt(empty_gt)
     totals = np.zeros(len(ImageStats._fields), np.int64)
     iou_sum, images = 0.0, 0
     for p, t, _ in iter_binary(pred, target, threshold, input):
         s = image_stats(p, t, max_distance, targets=targets)
         totals += s
-        iou_sum += image_iou(s)
+        iou_sum += image_iou(s, empty_gt)
         images += 1
     c = dict(zip(ImageStats._fields, (int(v) for v in totals)))
     return scores_from_counts(**c, iou_sum=iou_sum, images=images)
 
 
 def scores(
-    pred: Any, target: Any, threshold: float = 0.5, input: str = "probs", max_distance: float = MATCH_DISTANCE
+    pred: Any,
+    target: Any,
+    threshold: float = 0.5,
+    input: str = "probs",
+    max_distance: float = MATCH_DISTANCE,
+    empty_gt: str = "community",
 ) -> dict[str, float]:
-    """Every scalar metric of :data:`SCALAR_KEYS` over the given images (see the package docs)."""
-    return _score(pred, target, threshold, input, max_distance, True)
+    """Every scalar metric of :data:`SCALAR_KEYS` over the given images (see the package docs);
+    ``empty_gt`` is the nIoU rule of :data:`EMPTY_GT_RULES`."""
+    return _score(pred, target, threshold, input, max_distance, True, empty_gt)
 
 
 def _pixel_scores(pred, target, threshold, input) -> dict[str, float]:
@@ -607,9 +677,10 @@ def iou(pred: Any, target: Any, threshold: float = 0.5, input: str = "probs") ->
     return _pixel_scores(pred, target, threshold, input)["IoU"]
 
 
-def niou(pred: Any, target: Any, threshold: float = 0.5, input: str = "probs") -> float:
-    """Mean per-image IoU (:func:`image_iou`), in [0, 1]."""
-    return _pixel_scores(pred, target, threshold, input)["nIoU"]
+def niou(pred: Any, target: Any, threshold: float = 0.5, input: str = "probs", empty_gt: str = "community") -> float:
+    """Mean per-image IoU (:func:`image_iou`), in [0, 1]. ``empty_gt``: the score of an image whose
+    ground truth and prediction are both empty, ``"community"`` 0 (default) or ``"one"`` 1."""
+    return _score(pred, target, threshold, input, MATCH_DISTANCE, False, empty_gt)["nIoU"]
 
 
 def pix_acc(pred: Any, target: Any, threshold: float = 0.5, input: str = "probs") -> float:
