@@ -245,7 +245,7 @@ def test_test_command_on_nuaa_images_matches_the_metrics(nuaa_root, tmp_path, ca
         shutil.copy(next((nuaa_root / "masks").glob(f"{item}*")), root / "masks")
     (root / "test.txt").write_text("\n".join(ids) + "\n")
     out = tmp_path / "eval"
-    assert main(["test", "--method", "pstnn", "--dataset", str(root), "--out", str(out), "--quiet"]) == 0
+    assert main(["test", "--method", "pstnn", "--dataset", str(root), "--out", str(out)]) == 0
     report = json.loads((out / "metrics.json").read_text())
     metrics = SegmentationMetrics()
     for item in ids:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from irstd.commands.classic_args import add_method_source, classic_detector
 from irstd.commands.common import add_model_source, load_detector_from_args
 
 DESCRIPTION = """\
@@ -19,14 +20,12 @@ Writes to OUT:
                       [x_min, y_min, x_max, y_max] (inclusive), area (pixels), score (peak
                       probability), mean_score
 An unreadable input is reported and skipped; the others are still processed (exit status 2).
-The outputs appear in OUT when the run ends; if no input can be processed, nothing is written.
-Each line names a frame and its number of detections (there is no ground truth to call them
-targets; irstd test and irstd demo score detections against masks).
 
 Examples:
   irstd predict frame.png --out det
   irstd predict 'flight/*.tif' more_frames/ --out det --overlay --save-prob
   irstd predict data/ --out det --run runs/nuaa_acm-20250101-120000 --threshold 0.4
+  irstd predict data/ --out det-ipi --method ipi            # a classic method
 """
 
 
@@ -40,6 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_model_source(p, "model (default: the shipped detector)")
+    add_method_source(p)
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
     p.add_argument("--save-prob", action="store_true", help="write 16-bit probability maps")
     p.add_argument("--overlay", action="store_true", help="write RGB overlays with detections marked")
@@ -47,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=None, help="tile size for large frames (default 512)")
     p.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels (default 64)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--quiet", action="store_true", help="no per-image lines and no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no per-image lines")
     return p
 
 
@@ -97,29 +97,21 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from irstd.data.io import staged_dir
     from irstd.engine.predictor import predict_files
 
     paths = collect_inputs(args.inputs, args.recursive)
-    detector = load_detector_from_args(args, tile=args.tile, overlap=args.overlap)
+    detector = classic_detector(args) or load_detector_from_args(args, tile=args.tile, overlap=args.overlap)
     out = Path(args.out)
     if not args.quiet:
         print(f"{detector!r}: {len(paths)} image(s) -> {out}")
     t0 = time.perf_counter()
-    with staged_dir(out) as stage:
-        summary = predict_files(
-            detector,
-            paths,
-            stage,
-            save_prob=args.save_prob,
-            overlay=args.overlay,
-            log=None if args.quiet else print,
-            progress=not args.quiet,
-        )
+    summary = predict_files(
+        detector, paths, out, save_prob=args.save_prob, overlay=args.overlay, log=None if args.quiet else print
+    )
     failures = summary["failures"]
     print(
         f"{summary['processed']} of {len(paths)} image(s) processed in {time.perf_counter() - t0:.1f} s, "
-        f"{summary['detections']} detection(s); wrote {out / 'detections.jsonl'}"
+        f"{summary['targets']} target(s); wrote {out / 'detections.jsonl'}"
     )
     if failures:
         print(f"error: {len(failures)} input(s) could not be processed:", file=sys.stderr)

@@ -61,7 +61,7 @@ def evaluate(
     world_size: int = 1,
     progress: bool = False,
     desc: str = "eval",
-    on_image=None,
+    probability=None,
 ) -> dict:
     """Score ``model`` on every sample of ``dataset`` (an :class:`irstd.data.IRSTDDataset`).
 
@@ -75,20 +75,22 @@ def evaluate(
             ``<id>_prob.png`` 16-bit probability maps.
         curves: also accumulate ROC / Pd-Fa curves (adds ``AUC``; curves under the ``curves`` key).
         rank, world_size: DDP sharding; states are reduced across processes.
-        progress: show a tqdm bar (rank 0, when stderr is a terminal).
-        on_image: called as ``on_image(index, prob, mask)`` (float32 and bool H x W arrays at the
-            original size) after each image is scored, e.g. to report or draw it.
+        progress: show a tqdm bar (rank 0).
+        probability: instead of a network (``model`` then ``None``), a function from a raw frame
+            (native dtype H x W, read by ``dataset.load_arrays``) to probabilities in [0, 1],
+            e.g. ``ClassicDetector.probability`` of a classic method (``irstd test --method``).
 
     Returns:
         ``SegmentationMetrics.compute()`` (``IoU``, ``nIoU``, ``Pd``, ``Fa``, ``F1``, ...) plus
-        ``num_images`` and ``nIoU_empty_gt`` (the nIoU rule); with ``curves`` also ``curves``.
+        ``num_images``; with ``curves`` also ``curves``.
     """
     from irstd.data.io import write_image
     from irstd.metrics import SegmentationMetrics
 
-    net = unwrap(model)
-    was_training = net.training
-    net.eval()
+    net = unwrap(model) if probability is None else None
+    was_training = net is not None and net.training
+    if net is not None:
+        net.eval()
     device = torch.device(device)
     metrics = SegmentationMetrics(threshold=threshold, input="probs", curves=curves)
     if save_dir is not None:
@@ -100,34 +102,36 @@ def evaluate(
     if progress and rank == 0:
         from tqdm import tqdm
 
-        # disable=None: only on a terminal, so logs and error output carry no bar fragments
-        bar = tqdm(total=len(indices), desc=desc, leave=False, dynamic_ncols=True, disable=None)
+        bar = tqdm(total=len(indices), desc=desc, leave=False, dynamic_ncols=True)
     try:
         for i in indices:
-            item = dataset[i]
-            image = item["image"][None].to(device)
-            logits = forward_logits(net, image, in_chans)
-            prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
-            mask = item["mask"][0].numpy() > 0.5
+            if probability is not None:
+                raw, mask = dataset.load_arrays(i)
+                item = {"id": dataset.ids[i]}
+                prob = np.asarray(probability(raw), dtype=np.float32)
+            else:
+                item = dataset[i]
+                image = item["image"][None].to(device)
+                logits = forward_logits(net, image, in_chans)
+                prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
+                mask = item["mask"][0].numpy() > 0.5
             metrics.update(prob, mask)
             if save_dir is not None:
                 save_dir.mkdir(parents=True, exist_ok=True)
                 write_image(save_dir / f"{item['id']}.png", ((prob > threshold) * 255).astype(np.uint8))
                 if save_probs:
                     write_image(save_dir / f"{item['id']}_prob.png", probability_to_png(prob))
-            if on_image is not None:
-                on_image(i, prob, mask)
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-        net.train(was_training)
+        if net is not None:
+            net.train(was_training)
     if world_size > 1:
         metrics.sync()
     out = dict(metrics.compute())
     out["num_images"] = len(dataset)
-    out["nIoU_empty_gt"] = metrics.empty_gt
     if curves:
         out["curves"] = _jsonable(metrics.compute_curves())
     return out
