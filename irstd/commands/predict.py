@@ -20,6 +20,9 @@ Writes to OUT:
                       [x_min, y_min, x_max, y_max] (inclusive), area (pixels), score (peak
                       probability), mean_score
 An unreadable input is reported and skipped; the others are still processed (exit status 2).
+The outputs appear in OUT when the run ends; if no input can be processed, nothing is written.
+Each line names a frame and its number of detections (there is no ground truth to call them
+targets; irstd test and irstd demo score detections against masks).
 
 Examples:
   irstd predict frame.png --out det
@@ -47,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=None, help="tile size for large frames (default 512)")
     p.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels (default 64)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--quiet", action="store_true", help="no per-image lines")
+    p.add_argument("--quiet", action="store_true", help="no per-image lines and no progress bar")
     return p
 
 
@@ -97,6 +100,7 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
+    from irstd.data.io import staged_dir
     from irstd.engine.predictor import predict_files
 
     paths = collect_inputs(args.inputs, args.recursive)
@@ -105,13 +109,20 @@ def run(args) -> int:
     if not args.quiet:
         print(f"{detector!r}: {len(paths)} image(s) -> {out}")
     t0 = time.perf_counter()
-    summary = predict_files(
-        detector, paths, out, save_prob=args.save_prob, overlay=args.overlay, log=None if args.quiet else print
-    )
+    with staged_dir(out) as stage:
+        summary = predict_files(
+            detector,
+            paths,
+            stage,
+            save_prob=args.save_prob,
+            overlay=args.overlay,
+            log=None if args.quiet else print,
+            progress=not args.quiet,
+        )
     failures = summary["failures"]
     print(
         f"{summary['processed']} of {len(paths)} image(s) processed in {time.perf_counter() - t0:.1f} s, "
-        f"{summary['targets']} target(s); wrote {out / 'detections.jsonl'}"
+        f"{summary['detections']} detection(s); wrote {out / 'detections.jsonl'}"
     )
     if failures:
         print(f"error: {len(failures)} input(s) could not be processed:", file=sys.stderr)

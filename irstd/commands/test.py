@@ -13,6 +13,12 @@ pixel precision/recall, AUC) at the original image size (padded to the model's s
 back, never resized). Writes OUT/metrics.json (with ROC and Pd-Fa curves) and the predicted masks
 OUT/masks/<id>.png (0/255), and prints a table.
 
+Each image's line gives its ground-truth targets, how many were hit and missed, and the false
+alarms, matched as Pd and Fa match them (centroids closer than 3 px); metrics.json lists the same
+counts per image. --overlay draws them: hits in green circles, misses in magenta circles, false
+alarms in orange squares, with a legend. The outputs appear in OUT when the run ends; after an
+error (e.g. an unreadable mask) nothing is written.
+
 The model comes from a run directory (its config.yaml and best/ checkpoint) or from a weights file
 (.safetensors written by irstd name their model; foreign .pth state dicts need --model).
 
@@ -39,15 +45,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's, else 0.5)")
     p.add_argument("--no-masks", action="store_true", help="do not write predicted masks")
     p.add_argument("--save-prob", action="store_true", help="also write 16-bit probability maps <id>_prob.png")
+    p.add_argument("--overlay", action="store_true", help="also write RGB pictures <id>_overlay.png of hits, misses and false alarms")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable samples (listed) instead of stopping")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--quiet", action="store_true", help="no per-image lines and no progress bar")
     return p
 
 
 def _print_table(metrics: dict) -> None:
+    from irstd.metrics import niou_label
+
     rows = [
         ("IoU", metrics["IoU"], "{:.4f}"),
-        ("nIoU", metrics["nIoU"], "{:.4f}"),
+        (niou_label(metrics["nIoU_empty_gt"]), metrics["nIoU"], "{:.4f}"),
         ("PixAcc", metrics["PixAcc"], "{:.4f}"),
         ("Pd", metrics["Pd"], "{:.4f}"),
         ("Fa (x1e-6)", metrics["Fa"] * 1e6, "{:.3f}"),
@@ -66,14 +76,19 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
+    from tqdm import tqdm
+
     from irstd.data import IRSTDDataset
-    from irstd.data.io import atomic_write_bytes
+    from irstd.data.io import atomic_write_bytes, staged_dir, write_image
     from irstd.engine.evaluator import evaluate
+    from irstd.engine.predictor import frame_line, make_overlay
     from irstd.errors import IRSTDError
+    from irstd.metrics import match_targets
+    from irstd.metrics.functional import binarize_prediction
 
     classic = classic_detector(args)
     if classic is None and args.run is None and args.weights is None:
-        raise IRSTDError("give --run RUN_DIR, --weights FILE (with --model for foreign .pth files) or --method NAME")
+        raise IRSTDError("give --run RUN_DIR or --weights FILE (with --model for foreign .pth files), or --method NAME")
     dataset_root, split = dataset_and_split(args)
     detector = classic or load_detector_from_args(args)
     dataset = IRSTDDataset(dataset_root, split=split, skip_bad=args.skip_bad)
@@ -87,30 +102,49 @@ def run(args) -> int:
     else:
         model_name = args.method or args.model or Path(args.weights).stem
         out = Path(f"test-{model_name}-{ds_name}-{split}")
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = evaluate(
-        detector.model,
-        dataset,
-        detector.device,
-        detector.threshold,
-        in_chans=detector.in_chans,
-        save_dir=None if args.no_masks else out / "masks",
-        save_probs=args.save_prob,
-        curves=True,
-        progress=True,
-        desc="test",
-        probability=detector.probability if classic is not None else None,
-    )
-    report = {
-        **metrics,
-        "model": detector.name,
-        "dataset": str(Path(dataset_root).resolve()),
-        "split": split,
-        "threshold": detector.threshold,
-        "skipped": [list(s) for s in dataset.skipped],
-    }
-    atomic_write_bytes(out / "metrics.json", (json.dumps(report, indent=2, default=float) + "\n").encode())
+    per_image: list[dict] = []
+    with staged_dir(out) as stage:
+        masks_dir = None if args.no_masks else stage / "masks"
+
+        def report_image(index, prob, mask):
+            item = dataset.ids[index]
+            # the metrics' own binarisation and matching, so the lines add up to Pd and Fa
+            pred = binarize_prediction(prob, detector.threshold)
+            match = match_targets(pred, mask)
+            per_image.append({"id": item, **match.counts})
+            if args.overlay:
+                image, _ = dataset.load_arrays(index)
+                write_image(stage / "masks" / f"{item}_overlay.png", make_overlay(image, pred, [], match))
+            if not args.quiet:
+                with tqdm.external_write_mode():
+                    print(frame_line(item, prob.shape, [], match))
+
+        metrics = evaluate(
+            detector.model,
+            dataset,
+            detector.device,
+            detector.threshold,
+            in_chans=detector.in_chans,
+            save_dir=masks_dir,
+            save_probs=args.save_prob,
+            curves=True,
+            progress=not args.quiet,
+            desc="test",
+            on_image=report_image,
+            probability=detector.probability if classic is not None else None,
+        )
+        report = {
+            **metrics,
+            "model": detector.name,
+            "dataset": str(Path(dataset_root).resolve()),
+            "split": split,
+            "threshold": detector.threshold,
+            "skipped": [list(s) for s in dataset.skipped],
+            "per_image": per_image,
+        }
+        atomic_write_bytes(stage / "metrics.json", (json.dumps(report, indent=2, default=float) + "\n").encode())
     print(f"{detector.name} on {ds_name}/{split} ({metrics['num_images']} images, threshold {detector.threshold}):")
     _print_table(metrics)
-    print(f"wrote {out / 'metrics.json'}" + ("" if args.no_masks else f" and masks in {out / 'masks'}"))
+    kinds = [kind for kind, on in (("masks", not args.no_masks), ("overlays", args.overlay)) if on]
+    print(f"wrote {out / 'metrics.json'}" + (f" and {' and '.join(kinds)} in {out / 'masks'}" if kinds else ""))
     return 0

@@ -61,6 +61,7 @@ def evaluate(
     world_size: int = 1,
     progress: bool = False,
     desc: str = "eval",
+    on_image=None,
     probability=None,
 ) -> dict:
     """Score ``model`` on every sample of ``dataset`` (an :class:`irstd.data.IRSTDDataset`).
@@ -75,14 +76,16 @@ def evaluate(
             ``<id>_prob.png`` 16-bit probability maps.
         curves: also accumulate ROC / Pd-Fa curves (adds ``AUC``; curves under the ``curves`` key).
         rank, world_size: DDP sharding; states are reduced across processes.
-        progress: show a tqdm bar (rank 0).
+        progress: show a tqdm bar (rank 0, when stderr is a terminal).
+        on_image: called as ``on_image(index, prob, mask)`` (float32 and bool H x W arrays at the
+            original size) after each image is scored, e.g. to report or draw it.
         probability: instead of a network (``model`` then ``None``), a function from a raw frame
             (native dtype H x W, read by ``dataset.load_arrays``) to probabilities in [0, 1],
             e.g. ``ClassicDetector.probability`` of a classic method (``irstd test --method``).
 
     Returns:
         ``SegmentationMetrics.compute()`` (``IoU``, ``nIoU``, ``Pd``, ``Fa``, ``F1``, ...) plus
-        ``num_images``; with ``curves`` also ``curves``.
+        ``num_images`` and ``nIoU_empty_gt`` (the nIoU rule); with ``curves`` also ``curves``.
     """
     from irstd.data.io import write_image
     from irstd.metrics import SegmentationMetrics
@@ -102,7 +105,8 @@ def evaluate(
     if progress and rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(indices), desc=desc, leave=False, dynamic_ncols=True)
+        # disable=None: only on a terminal, so logs and error output carry no bar fragments
+        bar = tqdm(total=len(indices), desc=desc, leave=False, dynamic_ncols=True, disable=None)
     try:
         for i in indices:
             if probability is not None:
@@ -121,6 +125,8 @@ def evaluate(
                 write_image(save_dir / f"{item['id']}.png", ((prob > threshold) * 255).astype(np.uint8))
                 if save_probs:
                     write_image(save_dir / f"{item['id']}_prob.png", probability_to_png(prob))
+            if on_image is not None:
+                on_image(i, prob, mask)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -132,6 +138,7 @@ def evaluate(
         metrics.sync()
     out = dict(metrics.compute())
     out["num_images"] = len(dataset)
+    out["nIoU_empty_gt"] = metrics.empty_gt
     if curves:
         out["curves"] = _jsonable(metrics.compute_curves())
     return out
