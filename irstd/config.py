@@ -79,7 +79,9 @@ class DataConfig:
     ``val_fraction`` of the ``train_split`` ids is carved (seeded by ``train.seed``) for validation;
     0 disables validation (the last checkpoint is then used for the test). ``test_split`` may be
     null to skip the final test. ``crop_size`` is the square training crop in pixels (smaller images
-    are padded); ``target_prob`` the probability that a crop contains a target.
+    are padded); ``target_prob`` the probability that a crop contains a target. ``full_scale`` is
+    the intensity full scale corruptions act relative to (null: the dataset's rule,
+    :func:`irstd.data.dataset.dataset_full_scale`; a corruption-based run records the value used).
     """
 
     root: str | None = None
@@ -92,6 +94,7 @@ class DataConfig:
     transpose: bool = True
     workers: int = 2
     skip_bad: bool = False
+    full_scale: float | None = None
 
 
 @dataclass

@@ -140,10 +140,43 @@ def test_full_scale_rules(frame8, frame16):
     with pytest.raises(ValueError, match="full_scale"):
         C.apply(frame8.astype(np.float32), "brightness", 1)
     assert C.apply(frame8.astype(np.float32), "brightness", 1, full_scale=255).max() <= 255
-    with pytest.raises(ValueError, match="2-D"):
-        C.apply(np.zeros((2, 4, 4), np.uint8), "contrast", 1)
+    with pytest.raises(ValueError, match="H x W"):
+        C.apply(np.zeros((2, 4, 5), np.uint8), "contrast", 1)  # 5 channels: neither grey nor colour
+    with pytest.raises(ValueError, match="H x W"):
+        C.apply(np.zeros((2, 3, 4, 4), np.uint8), "contrast", 1)
     with pytest.raises(TypeError):
         C.apply(np.zeros((4, 4), np.int8), "contrast", 1)
+
+
+def test_colour_images_as_opencv_reads_them_become_grey_by_the_readers_rule(frame8, tmp_path):
+    """An H x W x 3 BGR uint8 array from cv2.imread is corrupted as the grey image the toolkit's
+    reader makes of the same file (one luma rule), for apply and the functional forms."""
+    rng = np.random.default_rng(5)
+    bgr = np.stack([frame8, np.roll(frame8, 7, axis=1), (frame8 // 2 + 40).astype(np.uint8)], axis=2)
+    bgr[..., 0] = np.clip(bgr[..., 0].astype(int) + rng.integers(-20, 20, frame8.shape), 0, 255)
+    path = tmp_path / "colour.png"
+    assert cv2.imwrite(str(path), bgr)
+    read = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert read.shape == frame8.shape + (3,) and read.dtype == np.uint8
+    grey = read_image(path)  # the reader's BT.601 conversion
+    assert grey.ndim == 2 and not np.array_equal(grey, read[..., 1])  # the channels differ
+    for name in ("gaussian_noise", "brightness", "contrast", "jpeg_compression"):
+        out = C.apply(read, name, 2, seed=3)
+        assert out.shape == grey.shape and out.dtype == np.uint8, name
+        np.testing.assert_array_equal(out, C.apply(grey, name, 2, seed=3), err_msg=name)
+    np.testing.assert_array_equal(CF.contrast(read, 0.4), CF.contrast(grey, 0.4))
+    bgra = np.concatenate([read, np.full(frame8.shape + (1,), 255, np.uint8)], axis=2)
+    np.testing.assert_array_equal(C.apply(bgra, "brightness", 1), C.apply(grey, "brightness", 1))
+    # a single-channel H x W x 1 array is grey and keeps its shape
+    one = C.apply(frame8[..., None], "gaussian_noise", 1, seed=1)
+    assert one.shape == frame8.shape + (1,)
+    np.testing.assert_array_equal(one[..., 0], C.apply(frame8, "gaussian_noise", 1, seed=1))
+
+
+def test_a_full_scale_above_the_dtype_range_clips_instead_of_wrapping(frame8):
+    # a 16-bit dataset scale reaching an 8-bit frame must saturate at 255, not wrap around to 0
+    out = C.apply(np.full((8, 8), 200, np.uint8), "brightness", 3, full_scale=16383)
+    assert out.dtype == np.uint8 and np.all(out == 255)
 
 
 # --------------------------------------------------------------------------------------------
@@ -351,11 +384,12 @@ def test_cli_end_to_end(tiny, ds, capsys):
         assert noisy.dtype == clean.dtype and noisy.shape == clean.shape
         assert not np.array_equal(noisy, clean)
         # each image has its own seed from (seed, id): recomputable without the others
-        scale = 255.0 if clean.dtype == np.uint8 else record["full_scale_16bit"]
-        expected = C.apply(clean, "gaussian_noise", 2, C.derive_seed(4, path.stem), full_scale=scale)
+        expected = C.apply(clean, "gaussian_noise", 2, C.derive_seed(4, path.stem),
+                           full_scale=record["full_scale"])
         np.testing.assert_array_equal(noisy, expected)
-    if ds == "ds16":
-        assert record["full_scale_16bit"] == 16383
+    assert record["full_scale"] == (255 if ds == "ds8" else 16383)  # 14-bit data in 16-bit files
+    assert record["images_only"] is False
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging left
 
 
 def test_cli_errors(tiny, capsys):
@@ -383,6 +417,57 @@ def test_cli_errors(tiny, capsys):
     rc, _ = run(src, "--out", tiny / "e2", "--corruption", "contrast", "--severity", 2, "--overwrite")
     assert rc == 0
     assert json.loads((tiny / "e2" / "corruption.json").read_text())["severity"] == 2
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_dataset_without_masks_fails_cleanly_unless_images_only(tiny, tmp_path, capsys):
+    import shutil
+
+    src = tmp_path / "nomasks"
+    shutil.copytree(tiny / "ds16", src)
+    shutil.rmtree(src / "masks")
+    work = tmp_path / "work"
+    work.mkdir()
+    before = _tree(work)
+    argv = ["corrupt", str(src), "--corruption", "brightness", "--severity", "1"]
+    rc = main(argv + ["--out", str(work / "new" / "copy")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "no masks" in err and "--images-only" in err and "Traceback" not in err
+    assert _tree(work) == before  # no output folder, no missing parent created, no staging left
+
+    # some images without a mask: the same, naming them
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny / "ds16", partial)
+    gone = sorted((partial / "masks").iterdir())[0]
+    gone.unlink()
+    rc = main(["corrupt", str(partial), "--corruption", "brightness", "--severity", "1",
+               "--out", str(work / "p")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no mask for 1 of 4 images" in err
+    assert _tree(work) == before
+
+    # a failure half-way (an unreadable image after good ones) leaves nothing either
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny / "ds16", broken)
+    last = sorted((broken / "images").iterdir())[-1]
+    last.write_bytes(b"not an image")
+    rc = main(["corrupt", str(broken), "--corruption", "brightness", "--severity", "1",
+               "--out", str(work / "b"), "--full-scale", "16383"])
+    assert rc == 2 and last.name in capsys.readouterr().err
+    assert _tree(work) == before
+
+    # explicitly images only: the corrupted images and the record, nothing else
+    rc = main(argv + ["--out", str(work / "frames"), "--images-only"])
+    assert rc == 0 and "--images-only" in capsys.readouterr().out
+    out = work / "frames"
+    assert sorted(p.name for p in out.iterdir()) == ["corruption.json", "images"]
+    record = json.loads((out / "corruption.json").read_text())
+    assert record["images_only"] is True and record["full_scale"] == 16383
+    assert len(list((out / "images").iterdir())) == len(list((src / "images").iterdir()))
 
 
 @pytest.mark.nuaa

@@ -93,6 +93,70 @@ def _raises(match_parts: list[str], fn, *args, **kwargs) -> str:
 
 
 # ----------------------------------------------------------------------------------------------
+# Intensity full scale of a dataset
+
+
+def _set_image(root: Path, item: str, array: np.ndarray) -> None:
+    path = next((root / "images").glob(f"{item}.*"))
+    path.unlink()
+    write_image(root / "images" / f"{item}.png", array)
+
+
+def test_dataset_full_scale_rules(tmp_path):
+    from irstd.data.dataset import dataset_full_scale
+
+    root8 = make_dataset(tmp_path / "d8", IDS)
+    assert dataset_full_scale(root8) == 255.0
+    assert IRSTDDataset(root8, split="train").full_scale == 255.0
+
+    # 14-bit counts in 16-bit files, one frame dark: the dataset's peak sets the scale for all
+    root16 = make_dataset(tmp_path / "d16", IDS)
+    rng = np.random.default_rng(0)
+    for k, item in enumerate(IDS):
+        peak = 15000 if item == IDS[-1] else 3000  # the bright frame is in the test split
+        _set_image(root16, item, rng.integers(100, peak, size=(24, 20)).astype(np.uint16))
+    train = IRSTDDataset(root16, split="train")
+    assert train.full_scale == 16383.0  # not 4095 (the training frames alone), not 65535
+    assert IRSTDDataset(root16, split="test").full_scale == 16383.0  # train and test share it
+    _set_image(root16, IDS[-1], np.full((24, 20), 40000, np.uint16))
+    assert dataset_full_scale(root16) == 65535.0
+    assert train.full_scale == 16383.0  # computed once and kept on the dataset object
+
+    # float images: 1.0 in [0, 1]; another range must be declared
+    rootf = make_dataset(tmp_path / "df", IDS[:2], index=None)
+    for item in IDS[:2]:
+        path = next((rootf / "images").glob(f"{item}.*"))
+        path.unlink()
+        Image.fromarray(np.full((24, 20), 0.5, np.float32), "F").save(rootf / "images" / f"{item}.tif")
+    assert dataset_full_scale(rootf) == 1.0
+    Image.fromarray(np.full((24, 20), 7.0, np.float32), "F").save(rootf / "images" / f"{IDS[0]}.tif")
+    _raises(["float images with values up to 7", "data.full_scale"], dataset_full_scale, rootf)
+    assert dataset_full_scale(rootf, full_scale=8.0) == 8.0
+
+    # 8-bit files among 16-bit ones: no single scale
+    mixed = make_dataset(tmp_path / "mixed", IDS[:3], index=None)
+    _set_image(mixed, IDS[0], np.full((24, 20), 9000, np.uint16))
+    _raises(["different kinds", "8-bit", "16-bit"], dataset_full_scale, mixed)
+
+
+def test_explicit_full_scale_overrides_and_is_checked(tmp_path):
+    from irstd.data.dataset import dataset_full_scale
+
+    root = make_dataset(tmp_path / "d", IDS)
+    ds = IRSTDDataset(root, split="train", full_scale=1000)
+    assert ds.full_scale == 1000.0
+    ds.check_in_scale(0, ds.load_arrays(0)[0])  # 8-bit values fit in 1000
+    small = IRSTDDataset(root, split="train", full_scale=100)
+    _raises(["exceed the dataset's intensity full scale 100", IDS[0]], small.check_in_scale, 0, small.load_arrays(0)[0])
+    for bad in (0, -1, float("nan"), "x"):
+        _raises(["full scale"], IRSTDDataset, root, split="train", full_scale=bad)
+    (root / "images" / f"{IDS[1]}.png").write_bytes(b"broken")
+    _raises([f"{IDS[1]}.png"], dataset_full_scale, root)
+    assert dataset_full_scale(root, skip_bad=True) == 255.0
+    assert dataset_full_scale(root, full_scale=300) == 300.0  # nothing read
+
+
+# ----------------------------------------------------------------------------------------------
 # Splits
 
 

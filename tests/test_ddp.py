@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not available")
-def test_two_process_cpu_ddp_run(tmp_path):
+def test_two_process_cpu_ddp_run(tmp_path, torchrun):
     from irstd.config import load_config
     from irstd.data import IRSTDDataset
     from irstd.data.synth import make_dataset
@@ -26,15 +23,12 @@ def test_two_process_cpu_ddp_run(tmp_path):
     root = tmp_path / "ds"
     make_dataset(root, "d", 30, (48, 48), seed=2, max_targets=2)
     run = tmp_path / "run"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    res = torchrun([
         "-m", "irstd", "train",
         f"data.root={root}", "model.name=acm", "data.crop_size=32", "data.workers=0", "data.val_fraction=0.2",
         "loss.name=softiou+bce", "optim.lr=0.003", "train.epochs=2", "train.batch_size=4",
         "train.progress=false", "train.threads=1", "--out", str(run),
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    ])
     assert res.returncode == 0, res.stderr[-4000:]
     assert "on cpu x2" in res.stderr  # the run announced two processes
     assert res.stderr.count("test (best checkpoint") == 1, "only rank 0 reports"

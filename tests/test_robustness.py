@@ -165,8 +165,8 @@ def test_equals_irstd_corrupt_then_evaluate(request, fixture, name, severity, tm
         assert got[key] == ref[key], key
     clean = evaluate(LocalContrast(level=1.5), IRSTDDataset(root, split="test"), "cpu")
     assert res["clean"]["IoU"] == clean["IoU"]
-    if fixture == "synth16":
-        assert res["meta"]["full_scale_16bit"] == 16383.0  # 14-bit data in 16-bit files
+    # one scale for the dataset: 14-bit data in 16-bit files, even for the dim frame
+    assert res["meta"]["full_scale"] == (16383.0 if fixture == "synth16" else 255.0)
 
 
 def test_bare_module_keeps_its_mode_and_threshold_override(synth8):
@@ -311,6 +311,33 @@ def test_cli_with_run_dir_default_out(synth8, acm_weights, tmp_path, capsys):
     assert data["meta"]["model"] == "acm" and data["meta"]["threshold"] == 0.4
     assert data["meta"]["weights"] == str(run / "best" / "model.safetensors")
     assert "# Robustness: acm on syn8/test" in stdout
+
+
+def test_cli_uses_the_full_scale_the_run_trained_with(synth8, acm_weights, tmp_path, capsys):
+    import shutil
+
+    from irstd.config import load_config, save_config
+
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    cfg = load_config(None, ["model.name=acm", f"data.root={synth8}", "data.full_scale=300"])
+    save_config(cfg, run / "config.yaml")
+    (run / "best" / "model.safetensors").write_bytes(acm_weights.read_bytes())
+    args = ["--run", run, "--corruptions", "brightness", "--severities", "1", "--no-progress", "--device", "cpu"]
+    rc, _, err = _cli(args, capsys)
+    assert rc == 0, err
+    assert json.loads((run / "robustness" / "robustness.json").read_text())["meta"]["full_scale"] == 300
+    # another dataset: its own rule; an explicit --full-scale wins
+    other = tmp_path / "other"
+    shutil.copytree(synth8, other)
+    rc, _, err = _cli(args + ["--dataset", other, "--out", tmp_path / "o1"], capsys)
+    assert rc == 0, err
+    assert json.loads((tmp_path / "o1" / "robustness.json").read_text())["meta"]["full_scale"] == 255
+    rc, _, err = _cli(args + ["--full-scale", "400", "--out", tmp_path / "o2"], capsys)
+    assert rc == 0, err
+    assert json.loads((tmp_path / "o2" / "robustness.json").read_text())["meta"]["full_scale"] == 400
+    rc, _, err = _cli(args + ["--full-scale", "100", "--out", tmp_path / "o3"], capsys)
+    assert rc == 2 and err.startswith("error: ") and "exceed the dataset's intensity full scale 100" in err
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8,
                    help="corrupted versions of one image per forward pass (default: 8)")
     p.add_argument("--full-scale", type=float, default=None, metavar="V",
-                   help="full scale of 16-bit images (default: inferred from the dataset, as irstd corrupt)")
+                   help="intensity full scale corruptions act relative to (default: the one the run "
+                        "trained with on this dataset, else the dataset's rule: 255 for 8-bit data, "
+                        "2**b - 1 holding the dataset's peak for 16-bit data, as irstd corrupt)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable samples (listed) instead of stopping")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -86,6 +88,23 @@ def _source(args) -> tuple[str | None, str | None]:
     from irstd.engine.predictor import DEFAULT_WEIGHTS
 
     return None, str(DEFAULT_WEIGHTS)
+
+
+def _full_scale(args, dataset_root: str) -> float | None:
+    """``--full-scale``, else the scale a run recorded (``data.full_scale``) when it is scored on
+    its own dataset, so that test corruptions are the ones it trained against; else None (the
+    dataset's rule, which is what the run recorded unless it was given a scale)."""
+    from pathlib import Path
+
+    if args.full_scale is not None or args.run is None:
+        return args.full_scale
+    from irstd.config import load_config
+
+    data = load_config(Path(args.run) / "config.yaml").data
+    if data.full_scale is None or not data.root:
+        return None
+    same = Path(data.root).expanduser().resolve() == Path(dataset_root).expanduser().resolve()
+    return data.full_scale if same else None
 
 
 def run(args) -> int:
@@ -129,7 +148,7 @@ def run(args) -> int:
         args.seed,
         levels=args.levels,
         batch_size=args.batch_size,
-        full_scale=args.full_scale,
+        full_scale=_full_scale(args, dataset_root),
         skip_bad=args.skip_bad,
         progress=not args.no_progress,
         metadata={"model": model_name, "weights": weights, "run": args.run},

@@ -97,17 +97,24 @@ def apply(
 
     Args:
         image: ``H x W`` array, ``uint8``, ``uint16``, ``int32`` (0..65535) or float in
-            [0, full_scale] (full scale 1.0 unless given).
+            [0, full_scale] (full scale 1.0 unless given). A colour image as OpenCV reads it
+            (``H x W x 3`` BGR, ``x 4`` BGRA) is converted to grey first with the reader's luma
+            rule (:mod:`irstd.data.io`), and the result is grey ``H x W``.
         name: one of :func:`list_corruptions`.
         severity: 1..``levels``.
         seed: int, :class:`numpy.random.Generator` or None (fresh entropy); deterministic
             corruptions ignore it.
         levels: 3 (paper 002's scale, default) or 5 (ImageNet-C's).
-        full_scale: value meaning "maximum" (default: inferred, see
-            :func:`~irstd.corruptions.functional.infer_full_scale`).
+        full_scale: value meaning "maximum". Default: inferred from this one image
+            (:func:`~irstd.corruptions.functional.infer_full_scale`; a dark 14-bit frame may be
+            taken as 12-bit), which suits a single image. For images of a dataset pass the
+            dataset's scale (:func:`irstd.data.dataset.dataset_full_scale`, or
+            ``IRSTDDataset.full_scale``), as the training strategies, ``irstd robustness`` and
+            ``irstd corrupt`` do, so that every image is corrupted relative to the same value.
 
     Returns:
-        The corrupted image, same shape and dtype, values in ``[0, full_scale]``.
+        The corrupted image, same dtype, values in ``[0, full_scale]``; same shape (grey
+        ``H x W`` for a colour input).
 
     Raises:
         IRSTDError: unknown name (the message lists the valid ones) or bad severity/levels.
@@ -121,9 +128,9 @@ def apply(
     params = severity_params(name, severity, levels)
     rng = functional._rng(seed)
     op = functional.UNIT_OPS[name]
-    image = np.asarray(image)
+    image, shape = functional._grey_input(image)
     unit, scale = functional.to_unit(image, full_scale)
-    return functional.from_unit(op(unit, rng, **params), image, scale)
+    return functional.from_unit(op(unit, rng, **params), image, scale).reshape(shape)
 
 
 def derive_seed(seed: int, key: str) -> int:

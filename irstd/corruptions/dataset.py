@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from irstd.corruptions import apply, derive_seed
-from irstd.corruptions.functional import full_scale_for_max
 from irstd.corruptions.severity import check_corruption, severity_params
-from irstd.data.io import atomic_write_bytes, is_image_file, read_image, write_image
+from irstd.data.io import atomic_write_bytes, read_image, staged_dir, write_image
 from irstd.errors import IRSTDError
 
 COPIED_FOLDERS = ("masks", "img_idx")
@@ -34,12 +32,26 @@ def _is_within(path: Path, root: Path) -> bool:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        raise IRSTDError(f"{folder}: cannot list folder ({exc.strerror or exc})") from None
-    return [Path(e.path) for e in entries
-            if e.is_file() and not e.name.startswith(".") and is_image_file(e.name)]
+    """Image files of ``folder``, sorted by name, as :class:`irstd.data.IRSTDDataset` lists them."""
+    from irstd.data.dataset import scan_image_folder
+
+    by_stem, _ = scan_image_folder(folder)
+    return sorted((p for paths in by_stem.values() for p in paths), key=lambda p: p.name)
+
+
+def _check_masks(inp: Path, files: list[Path]) -> None:
+    """IRSTDError unless every image has a mask (``masks/<id>.<ext>`` or ``<id>_pixels0.<ext>``)."""
+    from irstd.data.dataset import _MAX_LISTED, MASK_SUFFIX, scan_image_folder
+
+    hint = "; pass --images-only to write the corrupted images without masks"
+    masks_dir = inp / "masks"
+    if not masks_dir.is_dir():
+        raise IRSTDError(f"{masks_dir}: folder not found, the dataset has no masks{hint}")
+    masks, _ = scan_image_folder(masks_dir)
+    missing = [p.name for p in files if p.stem not in masks and p.stem + MASK_SUFFIX not in masks]
+    if missing:
+        shown = ", ".join(missing[:_MAX_LISTED]) + (", ..." if len(missing) > _MAX_LISTED else "")
+        raise IRSTDError(f"{masks_dir}: no mask for {len(missing)} of {len(files)} images ({shown}){hint}")
 
 
 def _as_integer_image(path: Path, image: np.ndarray) -> np.ndarray:
@@ -51,22 +63,6 @@ def _as_integer_image(path: Path, image: np.ndarray) -> np.ndarray:
         f"{path}: {image.dtype} image cannot be written back at its precision; "
         "irstd corrupt supports 8- and 16-bit images"
     )
-
-
-def _prepare_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise IRSTDError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise IRSTDError(f"{out}: folder is not empty (use --overwrite to replace its "
-                             f"images/, masks/, img_idx/)")
-        for name in ("images", *COPIED_FOLDERS):
-            target = out / name
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            elif target.exists() or target.is_symlink():
-                target.unlink()
-    out.mkdir(parents=True, exist_ok=True)
 
 
 def _copy_tree(src: Path, dst: Path) -> int:
@@ -89,6 +85,7 @@ def corrupt_dataset(
     levels: int = 3,
     full_scale: float | None = None,
     overwrite: bool = False,
+    images_only: bool = False,
 ) -> dict:
     """Write a copy of the dataset at ``input_root`` with every image corrupted.
 
@@ -98,18 +95,26 @@ def corrupt_dataset(
     (recursively) and top-level ``*.txt`` files are copied unchanged; other top-level files are
     not copied. ``out/corruption.json`` records the arguments and parameters.
 
-    16-bit images use one full scale for the whole dataset (``full_scale``, or inferred from
-    the largest 16-bit value of all images with
-    :func:`~irstd.corruptions.functional.full_scale_for_max`); 8-bit images use 255.
+    Every image has a mask unless ``images_only`` (then only ``images/`` and the record are
+    written, for a folder of frames without ground truth). All images are corrupted relative to
+    the dataset's one intensity full scale (``full_scale``, or
+    :func:`irstd.data.dataset.dataset_full_scale`: 255 for 8-bit data, ``2**b - 1`` holding the
+    largest value of all images for 16-bit data), the scale training and ``irstd robustness`` use.
+
+    Everything is written into a hidden staging folder and moved into ``out`` at the end
+    (:func:`irstd.data.io.staged_dir`): a failure leaves neither ``out`` nor partial files.
 
     Returns:
         Summary dict: ``out``, ``images``, ``renamed`` (written as PNG), ``copied``,
-        ``corruption``, ``severity``, ``levels``, ``params``, ``full_scale_16bit``.
+        ``corruption``, ``severity``, ``levels``, ``params``, ``full_scale``, ``images_only``.
 
     Raises:
-        IRSTDError: bad name or severity, missing input, overlapping input and output,
-            non-empty output without ``overwrite``, unreadable or float images.
+        IRSTDError: bad name or severity, missing input, images without masks (unless
+            ``images_only``), overlapping input and output, non-empty output without
+            ``overwrite``, unreadable or float images.
     """
+    from irstd.data.dataset import dataset_full_scale
+
     check_corruption(name)
     params = severity_params(name, severity, levels)
     inp = Path(input_root).expanduser()
@@ -128,66 +133,60 @@ def corrupt_dataset(
         raise IRSTDError(f"{out}: output folder contains the input dataset {inp}")
     if full_scale is not None and not 0 < full_scale <= 65535:
         raise IRSTDError(f"--full-scale must be in (0, 65535], got {full_scale:g}")
+    if out.exists() and not out.is_dir():
+        raise IRSTDError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise IRSTDError(f"{out}: folder is not empty (use --overwrite to replace its "
+                         f"images/, masks/, img_idx/)")
     files = _image_files(images_dir)
     if not files:
         raise IRSTDError(f"{images_dir}: no images found")
-    targets: dict[Path, Path] = {}
-    _prepare_out(out, overwrite)
+    if not images_only:
+        _check_masks(inp, files)
+    scale = dataset_full_scale(inp, full_scale)
 
-    scale16 = full_scale
-    renamed = 0
-    for path in files:
-        image = _as_integer_image(path, read_image(path))
-        if image.dtype == np.uint16 and scale16 is None:
-            scale16 = _dataset_peak_scale(files)
-        scale = 255.0 if image.dtype == np.uint8 else scale16
-        if image.max() > scale:
-            raise IRSTDError(f"{path}: values up to {int(image.max())} exceed --full-scale {scale:g}")
-        result = apply(image, name, severity, derive_seed(seed, path.stem), levels=levels,
-                       full_scale=scale)
-        ext = path.suffix.lower()
-        if image.dtype not in _LOSSLESS.get(ext, ()):
-            ext = ".png"
-            renamed += 1
-        target = out / "images" / (path.stem + ext)
-        if target in targets:
-            raise IRSTDError(f"{path}: would overwrite {target}, written from {targets[target]}")
-        targets[target] = path
-        write_image(target, result)
-
-    copied = 0
-    for folder in COPIED_FOLDERS:
-        if (inp / folder).is_dir():
-            copied += _copy_tree(inp / folder, out / folder)
-    for entry in sorted(inp.iterdir()):
-        if entry.is_file() and entry.suffix.lower() == ".txt":
-            atomic_write_bytes(out / entry.name, entry.read_bytes())
-            copied += 1
-
-    record = {
-        "source": str(inp_r),
-        "corruption": name,
-        "severity": int(severity),
-        "levels": int(levels),
-        "params": params,
-        "seed": int(seed),
-        "seed_rule": "irstd.corruptions.derive_seed(seed, image file stem)",
-        "full_scale_16bit": scale16,
-        "images": len(files),
-    }
-    atomic_write_bytes(out / RECORD_NAME, (json.dumps(record, indent=2) + "\n").encode())
+    renamed = copied = 0
+    with staged_dir(out) as stage:
+        targets: dict[Path, Path] = {}
+        for path in files:
+            image = _as_integer_image(path, read_image(path))
+            if image.max() > scale:
+                raise IRSTDError(f"{path}: values up to {int(image.max())} exceed the full scale {scale:g}")
+            result = apply(image, name, severity, derive_seed(seed, path.stem), levels=levels,
+                           full_scale=scale)
+            ext = path.suffix.lower()
+            if image.dtype not in _LOSSLESS.get(ext, ()):
+                ext = ".png"
+                renamed += 1
+            target = Path("images") / (path.stem + ext)
+            if target in targets:
+                raise IRSTDError(f"{path}: would overwrite {out / target}, written from {targets[target]}")
+            targets[target] = path
+            write_image(stage / target, result)
+        if not images_only:
+            for folder in COPIED_FOLDERS:
+                if (inp / folder).is_dir():
+                    copied += _copy_tree(inp / folder, stage / folder)
+            for entry in sorted(inp.iterdir()):
+                if entry.is_file() and entry.suffix.lower() == ".txt":
+                    atomic_write_bytes(stage / entry.name, entry.read_bytes())
+                    copied += 1
+        record = {
+            "source": str(inp_r),
+            "corruption": name,
+            "severity": int(severity),
+            "levels": int(levels),
+            "params": params,
+            "seed": int(seed),
+            "seed_rule": "irstd.corruptions.derive_seed(seed, image file stem)",
+            "full_scale": scale,
+            "full_scale_rule": "given" if full_scale is not None else "irstd.data.dataset.dataset_full_scale",
+            "images": len(files),
+            "images_only": bool(images_only),
+        }
+        atomic_write_bytes(stage / RECORD_NAME, (json.dumps(record, indent=2) + "\n").encode())
     return {
         "out": str(out), "images": len(files), "renamed": renamed, "copied": copied,
         "corruption": name, "severity": int(severity), "levels": int(levels), "params": params,
-        "full_scale_16bit": scale16,
+        "full_scale": scale, "images_only": bool(images_only),
     }
-
-
-def _dataset_peak_scale(files: list[Path]) -> float:
-    """Full scale of the dataset's 16-bit images, from their largest value."""
-    peak = 0
-    for path in files:
-        image = read_image(path)
-        if image.dtype != np.uint8 and np.issubdtype(image.dtype, np.integer):
-            peak = max(peak, int(image.max()))
-    return full_scale_for_max(peak)

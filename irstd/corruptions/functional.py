@@ -16,9 +16,17 @@ scale of an image (:func:`infer_full_scale`) is
 * ``float32``/``float64``: 1.0, the image must lie in [0, 1] (``ValueError`` otherwise; pass
   ``full_scale`` for float images in [0, full_scale]).
 
-An explicit ``full_scale`` overrides the rule (it must be >= the image's maximum). Outputs keep the
-input's shape and dtype; integer outputs are rounded to the nearest integer (``np.rint``) and lie
-in ``0..full_scale``, float outputs in ``[0, full_scale]``. Images are 2-D (grey, ``H x W``).
+An explicit ``full_scale`` overrides the rule (it must be >= the image's maximum). This per-image
+rule is for direct calls on single images; the toolkit's pipelines (training strategies,
+``irstd robustness``, ``irstd corrupt``) always pass the dataset's one full scale
+(:func:`irstd.data.dataset.dataset_full_scale`). Outputs keep the input's dtype; integer outputs
+are rounded to the nearest integer (``np.rint``) and lie in ``0..full_scale`` (and within the
+dtype), float outputs in ``[0, full_scale]``.
+
+Images are grey, ``H x W``. Colour images as OpenCV reads them (``H x W x 3`` BGR or ``x 4``
+BGRA) are first converted to grey with the reader's luma rule (:mod:`irstd.data.io`, BT.601,
+alpha dropped), so the result is ``H x W``, the image :func:`irstd.data.io.read_image` would give;
+``H x W x 1`` is taken as grey and keeps its shape.
 
 Randomness
 ----------
@@ -40,7 +48,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-_BITS = (8, 10, 12, 14, 16)
+from irstd.data.scale import full_scale_for_max
+
 _BORDER = cv2.BORDER_REFLECT_101
 
 
@@ -55,8 +64,7 @@ def infer_full_scale(image: np.ndarray) -> float:
         return 255.0
     if image.dtype == np.uint16 or (image.dtype == np.int32 and image.size and image.min() >= 0
                                     and image.max() <= 65535):
-        peak = int(image.max(initial=0))
-        return float(next(2**b - 1 for b in _BITS if 2**b - 1 >= peak))
+        return full_scale_for_max(int(image.max(initial=0)))
     if image.dtype in (np.float32, np.float64):
         return 1.0
     raise TypeError(
@@ -64,16 +72,27 @@ def infer_full_scale(image: np.ndarray) -> float:
     )
 
 
-def full_scale_for_max(peak: float) -> float:
-    """Full scale of 16-bit data whose largest value (e.g. over a whole dataset) is ``peak``."""
-    return float(next((2**b - 1 for b in _BITS if 2**b - 1 >= peak), 65535))
+def as_grey(image: np.ndarray) -> np.ndarray:
+    """``image`` as a 2-D grey array: colour (``H x W x 3`` BGR / ``x 4`` BGRA, OpenCV's order)
+    through the reader's luma rule, ``H x W x 1`` squeezed; other shapes are returned unchanged
+    (and refused by :func:`to_unit`)."""
+    from irstd.data.io import _bgr_to_grey  # the reader's conversion: one luma rule in the toolkit
+
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        return _bgr_to_grey(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    return image
 
 
 def to_unit(image: np.ndarray, full_scale: float | None = None) -> tuple[np.ndarray, float]:
     """``(image / full_scale as float32, full_scale)``; checks shape and value range."""
     image = np.asarray(image)
     if image.ndim != 2:
-        raise ValueError(f"corruptions expect a 2-D grey image (H x W), got shape {image.shape}")
+        raise ValueError(
+            f"corruptions expect a grey image (H x W) or a colour one (H x W x 3 or 4), got shape {image.shape}"
+        )
     if image.size == 0:
         raise ValueError("corruptions: empty image")
     scale = infer_full_scale(image) if full_scale is None else float(full_scale)
@@ -96,7 +115,8 @@ def from_unit(unit: np.ndarray, like: np.ndarray, full_scale: float) -> np.ndarr
     out = out * np.float32(full_scale)
     if np.issubdtype(like.dtype, np.integer):
         out = np.rint(out, out=out)
-        np.clip(out, 0, full_scale, out=out)
+        # a full scale above the dtype's range (a dataset scale on an 8-bit frame) must not wrap
+        np.clip(out, 0, min(float(full_scale), float(np.iinfo(like.dtype).max)), out=out)
         return out.astype(like.dtype)
     return out.astype(like.dtype, copy=False)
 
@@ -106,9 +126,17 @@ def _rng(seed) -> np.random.Generator:
 
 
 def _on_image(image: np.ndarray, full_scale: float | None, op: Callable[[np.ndarray], np.ndarray]):
-    image = np.asarray(image)
+    image, shape = _grey_input(image)
     unit, scale = to_unit(image, full_scale)
-    return from_unit(op(unit), image, scale)
+    return from_unit(op(unit), image, scale).reshape(shape)
+
+
+def _grey_input(image: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``(2-D grey image, shape of the result)``: colour becomes grey H x W; H x W x 1 keeps its shape."""
+    image = np.asarray(image)
+    grey = as_grey(image)
+    keep = image.shape if image.ndim == 3 and image.shape[2] == 1 else grey.shape
+    return grey, keep
 
 
 # --------------------------------------------------------------------------------------------

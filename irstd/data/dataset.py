@@ -39,6 +39,25 @@ dataset or sensor sees the same input distribution on another (cross-domain use,
 on a user's own frames) with no statistics file to carry around. Nothing is truncated to 8 bits.
 After normalisation 0 is the image mean, which is why padding uses 0.
 
+Intensity full scale
+--------------------
+Corruptions (training strategies, ``irstd robustness``, ``irstd corrupt``) act on intensities as
+fractions of a *full scale* ("maximum"), and one dataset has one full scale, so that an image is
+corrupted the same way whichever of them handles it. :func:`dataset_full_scale` computes it from
+every image file in ``images/`` (all splits: train and test share it); :attr:`IRSTDDataset.full_scale`
+caches it on the dataset object:
+
+* all images ``uint8``: 255;
+* integer images wider than 8 bits (``uint16``, ``int32`` up to 65535): the smallest ``2**b - 1``,
+  ``b`` in 8, 10, 12, 14, 16, that holds the largest value of the whole dataset
+  (:func:`irstd.data.scale.full_scale_for_max`), so 14-bit counts in 16-bit files get
+  16383 even when single frames are dark;
+* float images: 1.0 when every value lies in [0, 1]; other ranges need an explicit scale;
+* 8-bit files mixed with wider or float ones: an error (no single scale serves both).
+
+An explicit ``full_scale`` (``data.full_scale`` in a config, ``--full-scale`` on the command line)
+replaces the rule; each image is then checked against it when it is used.
+
 Bad input
 ---------
 Problems are reported as :class:`~irstd.errors.IRSTDError` naming the file and the problem.
@@ -82,6 +101,8 @@ __all__ = [
     "IRSTDDataset",
     "carve_validation",
     "check_dataset",
+    "check_full_scale",
+    "dataset_full_scale",
     "find_split_file",
     "list_splits",
     "load_sample",
@@ -354,6 +375,84 @@ def carve_validation(
 
 
 # --------------------------------------------------------------------------------------------
+# Intensity full scale
+
+
+def check_full_scale(value, what: str = "full scale") -> float:
+    """``value`` as a positive finite float, or IRSTDError naming ``what`` (e.g. the config key)."""
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise IRSTDError(f"{what}: expected a positive number, got {value!r}") from None
+    if not (np.isfinite(scale) and scale > 0):
+        raise IRSTDError(f"{what}: must be a positive number, got {value!r}")
+    return scale
+
+
+def dataset_full_scale(
+    root: str | os.PathLike, full_scale: float | None = None, skip_bad: bool = False
+) -> float:
+    """The intensity full scale of the dataset at ``root`` by the rule in the module docstring.
+
+    Reads every image file of ``root/images`` once (not only one split's, so that the training and
+    the test split of a dataset share one scale). ``full_scale`` given: returned after a range check,
+    nothing is read. ``skip_bad``: files that cannot be decoded are left out instead of raising.
+
+    Raises:
+        IRSTDError: no images, an unreadable file (without ``skip_bad``), 8-bit files mixed with
+            wider or float ones, float images outside [0, 1], integers above 65535.
+    """
+    if full_scale is not None:
+        return check_full_scale(full_scale)
+    from irstd.data.scale import full_scale_for_max
+
+    folder = _sub_folder(_dataset_root(root), "images")
+    by_stem, _ = scan_image_folder(folder)
+    kinds: dict[str, Path] = {}  # "8-bit" / "16-bit" / "float" -> first file of that kind
+    peak = 0.0
+    for path in (p for paths in by_stem.values() for p in paths):
+        try:
+            image = read_image(path)
+        except IRSTDError:
+            if skip_bad:
+                continue
+            raise
+        if image.dtype == np.uint8:
+            kind = "8-bit"
+        elif np.issubdtype(image.dtype, np.integer):
+            kind = "16-bit"
+        else:
+            kind = "float"
+        kinds.setdefault(kind, path)
+        value = float(image.max())
+        if kind == "16-bit" and (image.min() < 0 or value > 65535):
+            raise IRSTDError(
+                f"{path}: integer values {int(image.min())}..{int(value)} outside 0..65535; "
+                "give the full scale explicitly (data.full_scale, --full-scale)"
+            )
+        peak = max(peak, value)
+    if not kinds:
+        raise IRSTDError(f"{folder}: no readable images to take the intensity full scale from")
+    if len(kinds) > 1:
+        shown = ", ".join(f"{k} ({p.name})" for k, p in kinds.items())
+        raise IRSTDError(
+            f"{folder}: images of different kinds ({shown}): one intensity full scale cannot serve "
+            "them all; convert the images to one bit depth"
+        )
+    (kind,) = kinds
+    if kind == "8-bit":
+        return 255.0
+    if kind == "16-bit":
+        return full_scale_for_max(peak)
+    if peak > 1.0:
+        raise IRSTDError(
+            f"{folder}: float images with values up to {peak:g}: give their full scale explicitly "
+            "(data.full_scale, --full-scale)"
+        )
+    return 1.0
+
+
+# --------------------------------------------------------------------------------------------
 # Normalisation and loading
 
 
@@ -480,6 +579,7 @@ class IRSTDDataset(Dataset):
             ``numpy.random.Generator`` seeded as the module docstring describes.
         skip_bad: decode every sample now, drop the bad ones and list them in :attr:`skipped`;
             otherwise only file existence is checked now and the first bad sample raises on load.
+        full_scale: the intensity full scale, overriding :func:`dataset_full_scale`'s rule.
 
     Items are dicts ``{"image": FloatTensor 1xHxW (normalised), "mask": FloatTensor 1xHxW in
     {0, 1}, "id": str}`` at the original size unless the transform crops.
@@ -502,8 +602,10 @@ class IRSTDDataset(Dataset):
         ids: Sequence[str] | None = None,
         transform: Transform | None = None,
         skip_bad: bool = False,
+        full_scale: float | None = None,
     ):
         self.root = _dataset_root(root)
+        self._full_scale = None if full_scale is None else check_full_scale(full_scale)
         files = _Files(self.root)
         items, self.source, self.split = _ids_and_source(self.root, split, ids)
         self.transform = transform
@@ -542,6 +644,24 @@ class IRSTDDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def full_scale(self) -> float:
+        """The dataset's intensity full scale (:func:`dataset_full_scale`, or the one given),
+        computed on first use and kept: corrupt relative to this value, never per image."""
+        if self._full_scale is None:
+            self._full_scale = dataset_full_scale(self.root, skip_bad=self.skip_bad)
+        return self._full_scale
+
+    def check_in_scale(self, index: int, image: np.ndarray) -> None:
+        """IRSTDError when the image of item ``index`` has values above :attr:`full_scale`
+        (an explicit full scale too small for the data)."""
+        peak = float(np.max(image))
+        if peak > self.full_scale:
+            raise IRSTDError(
+                f"{self.image_path(self.ids[index])}: values up to {peak:g} exceed the dataset's "
+                f"intensity full scale {self.full_scale:g}"
+            )
 
     def image_path(self, item: str) -> Path:
         """Path of the image file of id ``item``."""

@@ -13,9 +13,14 @@
   continues with the very batches that were next.
 * With ``with_raw=True`` (the trainer sets it for strategies whose class has ``needs_raw = True``,
   e.g. corruption-based training) each item also carries ``"raw"``: the same crop before per-image
-  normalisation, as intensities divided by the image's full scale (:func:`irstd.data.io.full_scale`),
-  float32 in [0, 1]. Corruptions must act on these values, not on the normalised image, whose
-  standardisation would undo brightness and contrast changes.
+  normalisation, as intensities divided by the *dataset's* full scale
+  (:attr:`irstd.data.IRSTDDataset.full_scale`, the one scale ``irstd robustness`` and ``irstd
+  corrupt`` use too), float32 in [0, 1]; and ``"raw_mean"``, ``"raw_std"`` (float32 scalars): the
+  whole image's mean and standard deviation in the same units, the statistics its normalised
+  ``"image"`` was standardised with. Corruptions must act on the raw values, not on the normalised
+  image, whose standardisation would undo brightness and contrast changes; the whole-image
+  statistics let a strategy standardise a corrupted crop as its whole corrupted image would be
+  (:func:`irstd.strategies.policy.standardize_corrupted`).
 """
 
 from __future__ import annotations
@@ -42,7 +47,10 @@ class AugmentedDataset(Dataset):
     Reads the raw sample, normalises it with :func:`irstd.data.normalize_image` and applies
     ``transform(image, mask, rng)`` with the per-sample generator. Returns the dataset's item format
     ``{"image": 1xhxw float32, "mask": 1xhxw float32 {0,1}, "id": str}``, plus ``"raw"`` (1xhxw
-    float32 in [0, 1]) when ``with_raw`` is true.
+    float32 in [0, 1]), ``"raw_mean"`` and ``"raw_std"`` when ``with_raw`` is true.
+
+    With ``with_raw`` the dataset's full scale is resolved here, once (reading the dataset's
+    images unless it was given), so that DataLoader workers inherit it instead of each computing it.
 
     The raw crop is recovered from the augmented normalised one through the inverse of the
     standardisation, ``raw = (image * std + mean) / full_scale`` with the statistics
@@ -56,6 +64,7 @@ class AugmentedDataset(Dataset):
         self.transform = transform
         self.seed = int(seed)
         self.with_raw = bool(with_raw)
+        self.full_scale = float(base.full_scale) if self.with_raw else None
 
     def __len__(self) -> int:
         return len(self.base)
@@ -76,20 +85,25 @@ class AugmentedDataset(Dataset):
             "id": self.base.ids[index],
         }
         if self.with_raw:
-            item["raw"] = torch.from_numpy(_unnormalized(image, raw)[None])
+            self.base.check_in_scale(index, raw)
+            crop, mean, std = _unnormalized(image, raw, self.full_scale)
+            item["raw"] = torch.from_numpy(crop[None])
+            item["raw_mean"] = torch.tensor(mean, dtype=torch.float32)
+            item["raw_std"] = torch.tensor(std, dtype=torch.float32)
         return item
 
 
-def _unnormalized(image: np.ndarray, raw: np.ndarray) -> np.ndarray:
+def _unnormalized(image: np.ndarray, raw: np.ndarray, full_scale: float) -> tuple[np.ndarray, float, float]:
     """Map a (cropped, flipped) normalised ``image`` of the full image ``raw`` back to intensities
-    divided by ``raw``'s full scale: float32 in [0, 1] (clipped against float rounding)."""
+    divided by ``full_scale``: ``(float32 crop in [0, 1] (clipped against float rounding), whole-image
+    mean, whole-image std)``, the statistics in the same units."""
     from irstd.data.dataset import NORMALIZE_EPS
-    from irstd.data.io import full_scale
 
     x = np.asarray(raw, dtype=np.float64)
     mean, std = x.mean(), max(float(x.std()), NORMALIZE_EPS)  # as normalize_image
-    out = (image.astype(np.float64) * std + mean) / full_scale(np.asarray(raw))
-    return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+    out = (image.astype(np.float64) * std + mean) / full_scale
+    crop = np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+    return crop, float(mean / full_scale), float(std / full_scale)
 
 
 class EpochBatchSampler(Sampler):

@@ -15,10 +15,12 @@ Protocol
   ``--seed`` of ``irstd corrupt``: ``irstd corrupt --corruption NAME --severity S --seed
   <corruption_seed>`` writes the very images scored here, and ``irstd test`` on that copy gives
   the same metrics.
-* 16-bit images are corrupted relative to one full scale for the whole dataset, the rule of
-  ``irstd corrupt`` (the smallest ``2**b - 1``, b in 8, 10, 12, 14, 16, holding the largest value
-  of all images in ``images/``; found by reading them once more, only when 16-bit images occur),
-  unless ``full_scale`` is given; 8-bit images use 255, float images 1.0.
+* Images are corrupted relative to the dataset's one intensity full scale
+  (:attr:`irstd.data.IRSTDDataset.full_scale`, :func:`irstd.data.dataset.dataset_full_scale`: 255
+  for 8-bit data; for 16-bit data the smallest ``2**b - 1``, b in 8, 10, 12, 14, 16, holding the
+  largest value of all images in ``images/``, found by reading them once more; 1.0 for float data),
+  unless ``full_scale`` is given. It is the scale the training strategies corrupt crops with and
+  ``irstd corrupt`` writes copies with, and it is recorded as ``meta.full_scale``.
 * The network runs at the original size, padded to its stride and cropped back
   (:func:`irstd.engine.evaluator.forward_logits`, the evaluator's code); the corrupted versions of
   one image share its size, so they are batched ``batch_size`` at a time.
@@ -191,13 +193,6 @@ def _as_detector(detector_or_model, threshold, in_chans, device):
     )
 
 
-def _dataset_scale16(root: Path) -> float:
-    """The full scale ``irstd corrupt`` uses for the 16-bit images of the dataset at ``root``."""
-    from irstd.corruptions.dataset import _dataset_peak_scale, _image_files
-
-    return _dataset_peak_scale(_image_files(root / "images"))
-
-
 def _nan_to_none(obj):
     if isinstance(obj, dict):
         return {k: _nan_to_none(v) for k, v in obj.items()}
@@ -264,7 +259,8 @@ def robustness_benchmark(
         in_chans: network input channels for a bare module (default 1; grey is repeated).
         device: for a bare module (default: CUDA, else MPS, else CPU).
         batch_size: corrupted versions of one image per forward pass (>= 1; memory vs speed).
-        full_scale: full scale of 16-bit images (default: inferred for the whole dataset).
+        full_scale: intensity full scale of the dataset's images (default: the dataset's rule,
+            :func:`irstd.data.dataset.dataset_full_scale`).
         skip_bad: drop unreadable samples (listed under ``meta.skipped``) instead of stopping.
         progress: show a tqdm bar (one step per forward image) on stderr.
         metadata: extra entries for ``meta`` (e.g. ``{"model": ..., "weights": ...}``).
@@ -274,7 +270,7 @@ def robustness_benchmark(
 
             {"meta": {detector, model, weights, dataset, split, num_images, threshold, seed,
                       seed_rule, corruptions, severities, levels, imagenet_levels,
-                      full_scale_16bit, device, seconds, skipped, ...},
+                      full_scale, device, seconds, skipped, ...},
              "clean": {IoU, nIoU, PixAcc, Pd, Fa, F1, ...},
              "corruptions": {name: {"display", "group",
                                     "severities": {"1": {IoU, ..., RCE, seed, params}, ...},
@@ -297,20 +293,18 @@ def robustness_benchmark(
     if isinstance(batch_size, bool) or int(batch_size) < 1:
         raise IRSTDError(f"batch size must be a positive integer, got {batch_size!r}")
     batch_size = int(batch_size)
-    if full_scale is not None and not 0 < float(full_scale) <= 65535:
-        raise IRSTDError(f"full scale must be in (0, 65535], got {full_scale:g}")
     seed = int(seed)
 
     detector, thr, restore = _as_detector(detector_or_model, threshold, in_chans, device)
-    dataset = IRSTDDataset(dataset_root, split=split, skip_bad=skip_bad)
+    dataset = IRSTDDataset(dataset_root, split=split, skip_bad=skip_bad, full_scale=full_scale)
     if len(dataset) == 0:
         raise IRSTDError(f"{dataset.source}: split {split!r} has no images")
+    scale = dataset.full_scale  # before the timer: it may read the whole dataset once
 
     variants: list[tuple[str | None, int]] = [(None, 0)] + [(n, s) for n in names for s in sevs]
     scores = {v: SegmentationMetrics(threshold=thr, input="probs") for v in variants}
     base_seeds = {(n, s): corruption_seed(seed, n, s) for n in names for s in sevs}
     net = detector.model
-    scale16 = None if full_scale is None else float(full_scale)
 
     bar = None
     if progress:
@@ -322,11 +316,7 @@ def robustness_benchmark(
         net.eval()
         for index, item in enumerate(dataset.ids):
             raw, mask = dataset.load_arrays(index)
-            scale = None  # uint8 -> 255, float -> 1.0, as inferred by apply()
-            if np.issubdtype(raw.dtype, np.integer) and raw.dtype != np.uint8:
-                if scale16 is None:
-                    scale16 = _dataset_scale16(dataset.root)
-                scale = scale16
+            dataset.check_in_scale(index, raw)
             for lo in range(0, len(variants), batch_size):
                 chunk = variants[lo : lo + batch_size]
                 batch = []
@@ -393,7 +383,7 @@ def robustness_benchmark(
         "severities": sevs,
         "levels": int(levels),
         "imagenet_levels": [imagenet_level(s, levels) for s in sevs],
-        "full_scale_16bit": scale16,
+        "full_scale": scale,
         "normalization": "per image after corruption (irstd.data.normalize_image)",
         "device": str(detector.device),
         "batch_size": batch_size,

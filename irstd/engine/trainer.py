@@ -205,15 +205,17 @@ class Trainer:
                 _write_lines(ids_file, train_ids)
                 if val_ids:
                     _write_lines(val_file, val_ids)
-        base = IRSTDDataset(root, ids=train_ids, skip_bad=d.skip_bad)
-        if base.skipped:
-            self.log(base.skipped_summary())
-        transform = TrainTransform(d.crop_size, d.target_prob, d.flip, d.transpose)
         # The strategy is built here (set up later) because it decides what the batches carry.
         from irstd.strategies import create_strategy
 
         self.strategy = create_strategy(cfg.strategy.name, **cfg.strategy.kwargs)
         with_raw = bool(getattr(self.strategy, "needs_raw", False))
+        if with_raw and d.full_scale is None:
+            self._record_full_scale(root)
+        base = IRSTDDataset(root, ids=train_ids, skip_bad=d.skip_bad, full_scale=d.full_scale)
+        if base.skipped:
+            self.log(base.skipped_summary())
+        transform = TrainTransform(d.crop_size, d.target_prob, d.flip, d.transpose)
         self.train_set = AugmentedDataset(base, transform, cfg.train.seed, with_raw=with_raw)
         self.val_set = IRSTDDataset(root, ids=val_ids, skip_bad=d.skip_bad) if val_ids else None
         self.test_set = IRSTDDataset(root, split=d.test_split, skip_bad=d.skip_bad) if d.test_split else None
@@ -235,6 +237,25 @@ class Trainer:
             persistent_workers=workers > 0,
             generator=loader_gen,
         )
+
+    def _record_full_scale(self, root: Path) -> None:
+        """Corruptions act relative to the dataset's intensity full scale: rank 0 computes it once
+        (reading the dataset) and records it as ``data.full_scale`` in config.yaml, so every rank,
+        a resume and ``irstd robustness`` use the very same value. An error stops every rank."""
+        from irstd.data.dataset import dataset_full_scale
+
+        found = None
+        if self.dist.is_main:
+            try:
+                found = (dataset_full_scale(root, skip_bad=self.cfg.data.skip_bad), None)
+            except IRSTDError as exc:
+                found = (None, str(exc))
+        scale, error = du.broadcast_object(found)
+        if error is not None:
+            raise IRSTDError(error)
+        self.cfg.data.full_scale = scale
+        if self.dist.is_main:
+            save_config(self.cfg, self.run_dir / "config.yaml")
 
     def _setup_model(self) -> None:
         from irstd.models import create
@@ -493,8 +514,11 @@ class Trainer:
             if cfg.train.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.train.grad_clip)
+            scale_before = self.scaler.get_scale()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            # GradScaler lowers its scale exactly when it skipped the step (inf/NaN gradients)
+            ctx.step_skipped = self.scaler.is_enabled() and self.scaler.get_scale() < scale_before
             running["lr"] = self.scheduler.get_last_lr()[0]  # the rate this step used
             self.scheduler.step()
             self.strategy.after_step(self.model, batch, ctx)

@@ -5,9 +5,11 @@ gradient clipping, DDP and checkpoints. A strategy plugs into its loop; per iter
 
 1. moves the batch to the device,
 2. calls ``out = strategy.training_step(model, batch, loss_fn, ctx)``,
-3. back-propagates ``out["loss"]`` and steps the detector's optimiser and schedule,
+3. back-propagates ``out["loss"]`` and steps the detector's optimiser and schedule, setting
+   ``ctx.step_skipped`` when AMP's GradScaler skipped the optimiser step (inf/NaN gradients),
 4. calls ``strategy.after_step(model, batch, ctx)`` (e.g. to update a strategy network with the
-   rewards recorded in step 2 against the updated detector),
+   rewards recorded in step 2 against the updated detector; nothing should learn from a
+   skipped step),
 
 and at the end of every epoch ``strategy.on_epoch_end(epoch, ctx)``. Strategies may own extra
 networks and optimisers (created in :meth:`Strategy.setup`); everything they need to resume must
@@ -26,8 +28,11 @@ constructor takes the config's ``strategy.kwargs``; select it with ``strategy.na
 
 A strategy that corrupts inputs sets the class attribute ``needs_raw = True``: the training batch
 then also carries ``batch["raw"]``, the same crop before per-image standardisation, divided by the
-image's full scale (values in [0, 1]). Corruptions must act on that and be standardised afterwards,
-since standardisation would otherwise undo brightness and contrast changes.
+dataset's full scale (values in [0, 1]; the scale is recorded as ``data.full_scale`` in the run's
+config.yaml), and ``batch["raw_mean"]``, ``batch["raw_std"]``, the whole images' statistics in the
+same units. Corruptions must act on the raw crop and be standardised afterwards, since
+standardisation would otherwise undo brightness and contrast changes
+(:func:`irstd.strategies.policy.standardize_corrupted` does it as test time would).
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class StepContext:
         amp: mixed precision active (CUDA only).
         config: the full :class:`irstd.config.Config`.
         logs: scalar values a strategy wants in the epoch log (``{name: float}``), averaged per epoch.
+        step_skipped: set by the trainer before :meth:`Strategy.after_step`: the detector's
+            optimiser step was skipped (AMP's GradScaler found inf/NaN gradients).
     """
 
     device: torch.device
@@ -86,6 +93,7 @@ class StepContext:
     amp: bool = False
     config: Any = None
     logs: dict[str, float] = field(default_factory=dict)
+    step_skipped: bool = False
 
     @property
     def is_main(self) -> bool:

@@ -13,16 +13,18 @@ severities (30 actions, :data:`irstd.corruptions.PAPER_002_CORRUPTIONS`). Per tr
 
 1. **Cooperated training of the detector** (:meth:`HRL.training_step`). For every image of the
    batch draw ``s_i ~ p_theta(. | x_i)`` (softmax of N_S's logits on the normalised clean crop),
-   corrupt the *un-normalised* crop (``batch["raw"]``, intensities / full scale in [0, 1]) with
-   :func:`irstd.corruptions.apply_batch`, and standardise the result per sample
-   (:func:`~irstd.strategies.policy.normalize_batch`): corrupting after the per-image
-   standardisation would let it undo brightness and contrast changes. The clean input ``x`` is
-   the batch's ``image`` (standardised with the whole image's statistics, exactly what supervised
-   training sees); ``x_hat`` is standardised with the corrupted crop's own statistics, the closest
-   a crop can get to test time, where the whole corrupted image is standardised. (For a crop
-   inside the image the statistics differ only by the window; where an image is smaller than the
-   crop, its padding, at the image mean, also enters the crop's statistics. NUAA-SIRST images are
-   mostly a little larger than 256 px on one side and smaller on the other.) Clean and corrupted crops go
+   corrupt the *un-normalised* crop (``batch["raw"]``, intensities / the dataset's full scale in
+   [0, 1], the scale ``irstd robustness`` corrupts test images with) with
+   :func:`irstd.corruptions.apply_batch`, and only then standardise: corrupting after the
+   per-image standardisation would let it undo brightness and contrast changes. Both inputs are
+   standardised as at test time, where the whole (corrupted) image is standardised with its own
+   statistics: the clean input ``x`` is the batch's ``image`` (the whole image's statistics,
+   exactly what supervised training sees), and ``x_hat`` uses the whole image's statistics
+   (``batch["raw_mean"]``, ``batch["raw_std"]``) moved by the change the corruption made on the
+   crop (:func:`~irstd.strategies.policy.standardize_corrupted`: ``mean + (mean(crop_c) -
+   mean(crop))``, ``var + var(crop_c) - var(crop)``). The crop's own statistics would differ from
+   the whole image's by the window (and by the padding where an image is smaller than the crop),
+   so clean and corrupted inputs would be on different scales. Clean and corrupted crops go
    through the detector as one batch ``[x; x_hat]`` (Algorithm 1, line 3; BatchNorm statistics
    cover both halves), and the trainer steps
    the detector (Adam 5e-4 in the paper) on ``L^D = L(x) + lambda L(x_hat)``, ``lambda = 1``.
@@ -31,10 +33,19 @@ severities (30 actions, :data:`irstd.corruptions.PAPER_002_CORRUPTIONS`). Per tr
    (``reduction="none"``: per-image Soft-IoU, while the detector's loss pools the batch as
    configured). With ``reward="updated"`` (default) it is measured with the *updated*
    detector w^{t+1}, as Algorithm 1 orders the steps (the strategy step follows the detector step
-   and Eq. 3 is evaluated "given theta and w"): one extra no-grad forward of x_hat in train mode,
-   after which the detector's buffers (BatchNorm running statistics) are restored, so this
-   measurement leaves the detector exactly as the optimiser left it. ``reward="pre_update"`` reuses
-   the losses of step 1 (w^t; no extra forward). REINFORCE with a baseline (Eq. 6 plus the usual
+   and Eq. 3 is evaluated "given theta and w"): one extra no-grad forward of x_hat in **eval
+   mode**. The lower level of the bi-level problem (Eq. 2) scores the detector N_D(.; w) as a
+   function of its weights; in eval mode BatchNorm uses the running statistics (which are part of
+   w^{t+1}, and are neither updated nor depend on which other images share the batch) and dropout
+   is off, so the reward is the loss the detector as deployed -- the one ``irstd robustness``
+   scores -- has on x_hat, and the pass changes nothing in the detector. (A train-mode pass on the
+   all-corrupted half would normalise with that half's batch statistics, neither the detector
+   step's mixed batch nor test time, and would draw dropout masks.) ``reward="pre_update"`` reuses
+   the losses of step 1 (w^t, train mode, the detector step's own forward; no extra forward).
+   When the trainer reports that the optimiser step was skipped (``ctx.step_skipped``: AMP's
+   GradScaler found inf/NaN gradients), the detector did not change and its gradients were not
+   usable: the strategy then skips its update too (no policy step, no baseline or log update; the
+   skip is counted in ``skipped_updates``). REINFORCE with a baseline (Eq. 6 plus the usual
    variance reduction) and an entropy bonus::
 
        J(theta)   = 1/N sum_i (r_i - b) log p_theta(s_i | x_i)  +  beta * 1/N sum_i H(p_theta(. | x_i))
@@ -93,9 +104,16 @@ import torch.nn as nn
 
 from irstd.errors import IRSTDError
 from irstd.strategies import Strategy, register_strategy
-from irstd.strategies.policy import FIXED_POLICIES, StrategyNetwork, action_space, group_mask, normalize_batch
+from irstd.strategies.policy import (
+    FIXED_POLICIES,
+    StrategyNetwork,
+    action_space,
+    group_mask,
+    normalize_batch,
+    standardize_corrupted,
+)
 
-__all__ = ["HRL", "POLICIES", "REWARDS", "normalize_batch", "policy_table", "plot_policy"]
+__all__ = ["HRL", "POLICIES", "REWARDS", "normalize_batch", "standardize_corrupted", "policy_table", "plot_policy"]
 
 POLICIES = ("learned",) + FIXED_POLICIES
 REWARDS = ("updated", "pre_update")
@@ -209,6 +227,7 @@ class HRL(Strategy):
         self.baseline: float | None = None
         self.reward_sq: float | None = None  # moving average of the squared reward (normalize_advantage)
         self.updates = 0
+        self.skipped_updates = 0  # iterations whose detector step the trainer reported as skipped
         self.history: list[list[float]] = []
         self._acc = torch.zeros(len(self.actions) + 2, dtype=torch.float64)  # probs, reward, entropy
         self._acc_n = 0
@@ -248,10 +267,12 @@ class HRL(Strategy):
         from irstd.engine.evaluator import model_input
 
         raw = batch.get("raw")
-        if raw is None:
+        missing = [k for k in ("raw", "raw_mean", "raw_std") if batch.get(k) is None]
+        if missing:
             raise IRSTDError(
-                "strategy hrl: the batch has no 'raw' entry (un-normalised crops); "
-                "the trainer adds it for strategies with needs_raw = True"
+                f"strategy hrl: the batch has no {' / '.join(repr(k) for k in missing)} entry "
+                "(un-normalised crops and their whole images' statistics); "
+                "the trainer adds them for strategies with needs_raw = True"
             )
         x, y = batch["image"], batch["mask"]
         n = x.shape[0]
@@ -265,7 +286,7 @@ class HRL(Strategy):
         corrupted = apply_batch(
             raw.float(), [c for c, _ in chosen], [s for _, s in chosen], noise_gen, levels=self.levels
         )
-        x_hat = normalize_batch(corrupted).to(x.dtype)
+        x_hat = standardize_corrupted(corrupted, raw.float(), batch["raw_mean"], batch["raw_std"]).to(x.dtype)
         with ctx.autocast():
             out = model(model_input(torch.cat([x, x_hat]), self.in_chans))
         out_clean, out_hat = _split(out, n)
@@ -276,6 +297,7 @@ class HRL(Strategy):
         # after_step gets no loss argument: keep the trainer's for the reward measurement
         pending = {
             "probs": probs.detach(),
+            "corrupted": corrupted,
             "x_hat": x_hat,
             "mask": y,
             "reward": per_sample,
@@ -292,25 +314,32 @@ class HRL(Strategy):
 
     @torch.no_grad()
     def _reward_pass(self, model, x_hat, y, loss_fn, ctx) -> torch.Tensor:
-        """Per-sample loss of the updated detector on ``x_hat``, leaving the detector untouched."""
+        """Per-sample loss of the updated detector on ``x_hat`` in eval mode (running BatchNorm
+        statistics, no dropout; see the module docstring), every module's mode restored after."""
         from irstd.engine.checkpoint import unwrap
         from irstd.engine.evaluator import model_input
 
         net = unwrap(model)  # the DDP wrapper would sync buffers and expect a backward
-        saved = [b.detach().clone() for b in net.buffers()]
+        modes = [(m, m.training) for m in net.modules()]  # per module: some may be frozen in eval
+        net.eval()
         try:
             with ctx.autocast():
                 out = net(model_input(x_hat, self.in_chans))
             return loss_fn(out, y, reduction="none").detach().float()
         finally:
-            for b, s in zip(net.buffers(), saved):
-                b.copy_(s)
+            for m, mode in modes:
+                m.training = mode
 
     def after_step(self, model, batch, ctx) -> None:
         from irstd.engine import distributed as du
 
         p, self._pending = self._pending, None
         if p is None:
+            return
+        if getattr(ctx, "step_skipped", False):
+            # Same on every rank (the scaler sees the all-reduced gradients), so no collective
+            # below is left waiting.
+            self.skipped_updates += 1
             return
         learned = self.net is not None
         if learned and self.reward == "updated":
@@ -399,6 +428,7 @@ class HRL(Strategy):
             "baseline": self.baseline,
             "reward_sq": self.reward_sq,
             "updates": self.updates,
+            "skipped_updates": self.skipped_updates,
             "history": torch.tensor(self.history, dtype=torch.float64).reshape(
                 len(self.history), len(_HEAD) + len(self.actions) + len(_TAIL)
             ),
@@ -421,6 +451,7 @@ class HRL(Strategy):
         self.baseline = None if state["baseline"] is None else float(state["baseline"])
         self.reward_sq = None if state["reward_sq"] is None else float(state["reward_sq"])
         self.updates = int(state["updates"])
+        self.skipped_updates = int(state.get("skipped_updates", 0))  # absent in older checkpoints
         self.history = [list(map(float, r)) for r in state["history"].tolist()]
         self._acc = state["acc"].to(torch.float64).clone()
         self._acc_n = int(state["acc_n"])

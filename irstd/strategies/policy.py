@@ -6,7 +6,9 @@
 * :func:`action_space` / :func:`group_mask` -- the actions and the subsets the fixed baselines of
   paper 002's Table 6 draw from.
 * :func:`normalize_batch` -- per-sample standardisation of a batch, the torch twin of
-  :func:`irstd.data.normalize_image`, applied after corrupting the un-normalised crops.
+  :func:`irstd.data.normalize_image`.
+* :func:`standardize_corrupted` -- standardisation of corrupted crops with the statistics their
+  whole corrupted images would have, the input the detector gets at test time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["StrategyNetwork", "action_space", "group_mask", "normalize_batch", "FIXED_POLICIES"]
+__all__ = [
+    "StrategyNetwork",
+    "action_space",
+    "group_mask",
+    "normalize_batch",
+    "standardize_corrupted",
+    "FIXED_POLICIES",
+]
 
 FIXED_POLICIES = ("random", "noise", "blur", "isp")
 """Baselines of paper 002's Table 6: uniform over all actions, or over one corruption group."""
@@ -44,6 +53,59 @@ def normalize_batch(x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
     centred = x - mean
     std = centred.square().mean(dim=dims, keepdim=True).sqrt()
     return centred / std.clamp_min(float(eps))
+
+
+def standardize_corrupted(
+    corrupted: torch.Tensor,
+    clean: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    eps: float | None = None,
+) -> torch.Tensor:
+    """Standardise corrupted crops as their whole corrupted images would be standardised.
+
+    At test time the detector sees the whole corrupted image standardised with its own statistics;
+    in training only a crop is corrupted. The whole-image statistics of the clean image (``mean``,
+    ``std``, shape ``(B,)``, in the units of ``clean``) are moved by the change the corruption made
+    on the crop::
+
+        mean_c = mean + (mean(crop_c) - mean(crop))
+        var_c  = max(std**2 + var(crop_c) - var(crop), eps**2)
+        x_hat  = (crop_c - mean_c) / sqrt(var_c)
+
+    Exact for a shift (brightness without clipping: ``x_hat`` is the clean standardised crop,
+    as the whole shifted image's would be) and for independent zero-mean noise in expectation (its
+    variance adds to the image's); for contrast, blur or clipping it assumes the crop changed like
+    the rest of the image. With ``corrupted == clean`` it is the plain whole-image standardisation.
+
+    Args:
+        corrupted, clean: ``B x C x H x W`` crops after and before the corruption.
+        mean, std: whole clean image statistics per sample (std floored as
+            :func:`irstd.data.normalize_image` floors it).
+        eps: floor of the standard deviation (default :data:`irstd.data.dataset.NORMALIZE_EPS`).
+
+    Returns:
+        float32 tensor like ``corrupted``.
+    """
+    if eps is None:
+        from irstd.data.dataset import NORMALIZE_EPS
+
+        eps = NORMALIZE_EPS
+    if corrupted.shape != clean.shape or corrupted.ndim < 2:
+        raise ValueError(f"standardize_corrupted: shapes {tuple(corrupted.shape)} and {tuple(clean.shape)}")
+    dims = tuple(range(1, corrupted.ndim))
+    view = (-1,) + (1,) * (corrupted.ndim - 1)
+    # float32 throughout (MPS has no float64); two-pass moments keep the variance change of a
+    # lightly corrupted crop accurate to ~1e-6 of the image's variance.
+    c, x = corrupted.float(), clean.float()
+    mc, mx = c.mean(dim=dims, keepdim=True), x.mean(dim=dims, keepdim=True)
+    vc = (c - mc).square().mean(dim=dims, keepdim=True)
+    vx = (x - mx).square().mean(dim=dims, keepdim=True)
+    m = mean.float().to(c.device).view(view)
+    s = std.float().to(c.device).view(view)
+    mean_c = m + (mc - mx)
+    var_c = (s.square() + vc - vx).clamp_min(float(eps) ** 2)
+    return (c - mean_c) / var_c.sqrt()
 
 
 def action_space(names: Sequence[str], levels: int = 3) -> list[tuple[str, int]]:
