@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -532,24 +531,19 @@ def test_sync_without_process_group_and_update_after_sync():
     m.update(np.ones((4, 4), np.float32), np.ones((4, 4), bool))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _sync_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+def _sync_worker(rank: int, world: int, out_dir: str) -> None:
     import torch.distributed as dist
 
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # A file store, not a TCP port: a port picked free beforehand can be taken by another process
+    # before the group binds it.
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=world)
     try:
         probs, gts = _random_case(np.random.default_rng(10), n=6)
         m = SegmentationMetrics(curves=True)
         m.update(probs[rank::world], gts[rank::world])  # each rank sees its share
         m.sync()
         np.save(os.path.join(out_dir, f"rank{rank}.npy"), np.array([m.compute()], dtype=object))
+        dist.barrier()  # leave together: no rank closes its connections while the other still reads
     finally:
         dist.destroy_process_group()
 
@@ -559,7 +553,7 @@ def test_sync_reduces_across_two_processes(tmp_path):
 
     # fork: the children need not import torch again (no CUDA is initialised in this process)
     mp.start_processes(
-        _sync_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="fork"
+        _sync_worker, args=(2, str(tmp_path)), nprocs=2, join=True, start_method="fork"
     )
     probs, gts = _random_case(np.random.default_rng(10), n=6)
     whole = SegmentationMetrics(curves=True)
