@@ -5,9 +5,10 @@ Numbers are measured, never looked up:
 * **FLOPs** come from PyTorch's own ``torch.utils.flop_counter.FlopCounterMode`` over one eval
   forward pass (it counts a multiply-add as 2 FLOPs and covers convolutions, matmuls and attention;
   element-wise ops are not counted).
-* **Latency** is wall-clock time of eval forward passes under ``torch.inference_mode`` after
-  warm-up runs; the median and the 90th percentile over ``repeats`` runs are reported. On CUDA the
-  device is synchronised around every run.
+* **Latency** is wall-clock time of forward passes of the inference copy
+  (:func:`irstd.models.fuse_for_inference`: eval mode, BatchNorm folded) under
+  ``torch.inference_mode`` after warm-up runs; the median and the 90th percentile over ``repeats``
+  runs are reported. On CUDA the device is synchronised around every run.
 * **Peak memory** is the growth of the process's peak resident set size (:func:`peak_rss_mb`) from just
   after the model and input are built to the end of the runs on CPU (activations and workspace), or ``torch.cuda.max_memory_allocated`` on CUDA. ``ru_maxrss`` only grows, so
   each model is profiled in a fresh subprocess when several are profiled in one call.
@@ -24,7 +25,7 @@ import time
 
 import torch
 
-from irstd.models import count_parameters, create
+from irstd.models import count_parameters, create, fuse_for_inference
 
 
 def peak_rss_mb() -> float:
@@ -85,7 +86,9 @@ def profile_model(
         torch.set_num_threads(int(threads))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
-    model = create(name).eval().to(device)
+    model = create(name).to(device)
+    params = count_parameters(model)  # of the trainable network: the fused copy has fewer, frozen
+    model = fuse_for_inference(model)
     stride = int(getattr(model, "stride", 1))
     h = -(-size[0] // stride) * stride
     w = -(-size[1] // stride) * stride
@@ -119,7 +122,7 @@ def profile_model(
     times.sort()
     return {
         "model": name,
-        "params": count_parameters(model),
+        "params": params,
         "gflops": flops / 1e9,
         "median_ms": statistics.median(times),
         "p90_ms": times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))],

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from irstd.models import count_parameters, create, list_models, model_info
+from irstd.models import count_parameters, create, fuse_for_inference, list_models, model_info
 
 EXPECTED = {"acm", "alcnet", "dnanet", "uiunet", "isnet", "rdian", "istdunet", "sctransnet", "hcfnet", "agpcnet"}
 HEAVY = {"uiunet"}  # > 40 M parameters: smaller inputs in the training smoke test
@@ -34,13 +34,58 @@ def _padded_size(h: int, w: int, stride: int) -> tuple[int, int]:
     return (-(-h // stride) * stride, -(-w // stride) * stride)
 
 
-def test_parameter_count_matches_reference(name):
-    info = model_info(name)
-    assert info["reference_params"], f"{name}: no reference parameter count registered"
-    assert info["reference"], f"{name}: no reference registered"
-    n = count_parameters(create(name))
+# Designs without a public implementation: no reference count is registered (it could only be our own
+# count, and the test above would compare the code with itself); their counts are derived below from
+# the architecture's layer widths instead.
+OWN_DESIGNS = {"litenet", "sfim_dnanet"}
+
+
+@pytest.mark.parametrize("model_name", sorted(set(list_models()) - OWN_DESIGNS))
+def test_parameter_count_matches_reference(model_name):
+    info = model_info(model_name)
+    assert info["reference_params"], f"{model_name}: no reference parameter count registered"
+    assert info["reference"], f"{model_name}: no reference registered"
+    n = count_parameters(create(model_name))
     ratio = n / info["reference_params"]
-    assert 0.9 <= ratio <= 1.1, f"{name}: {n} params vs reference {info['reference_params']:.0f}"
+    assert 0.9 <= ratio <= 1.1, f"{model_name}: {n} params vs reference {info['reference_params']:.0f}"
+
+
+def test_only_own_designs_lack_a_reference_count():
+    without = {n for n in list_models() if not model_info(n)["reference_params"]}
+    assert without == OWN_DESIGNS
+    assert all(model_info(n)["reference"] for n in OWN_DESIGNS)
+
+
+def _basic_block_params(cin: int, cout: int) -> int:
+    # conv3x3 + BN, conv3x3 + BN, and a 1x1 conv + BN projection when the widths differ
+    return 9 * cin * cout + 2 * cout + 9 * cout * cout + 2 * cout + (cin * cout + 2 * cout if cin != cout else 0)
+
+
+def _stage_params(cin: int, cout: int, blocks: int) -> int:
+    return _basic_block_params(cin, cout) + (blocks - 1) * _basic_block_params(cout, cout)
+
+
+def test_litenet_parameter_count_from_its_layer_widths():
+    """LiteNet (docstring of irstd/models/litenet.py): 3x3 conv-BN stem to w0; encoder stages of basic
+    blocks (widths 8-16-32-64-128, blocks 1-1-2-2-2); per decoder level a one-block stage on
+    [skip, up-sampled deeper map] and CBAM (reduction 4: two bias-free 1x1 convs and a 7x7 2->1 conv);
+    per level a 1x1 conv-BN projection to 8 channels and a 1x1 side head; fused head 1x1 conv-BN
+    (32 -> 8) then 3x3 conv to one logit."""
+    widths, blocks, fuse = (8, 16, 32, 64, 128), (1, 1, 2, 2, 2), 8
+    n = 9 * widths[0] + 2 * widths[0]
+    prev = widths[0]
+    for w, b in zip(widths, blocks):
+        n += _stage_params(prev, w, b)
+        prev = w
+    for w, deeper in zip(widths[:-1], widths[1:]):
+        n += _stage_params(w + deeper, w, 1)  # decoder stage
+        n += 2 * w * (w // 4) + 2 * 49  # CBAM
+        n += w * fuse + 2 * fuse + fuse + 1  # projection + side head
+    levels = len(widths) - 1
+    n += fuse * levels * fuse + 2 * fuse + 9 * fuse + 1
+    assert n == 912_717
+    for act in ("none", "relu"):  # the head's activation has no parameters
+        assert count_parameters(create("litenet", fuse_act=act)) == n
 
 
 @pytest.mark.parametrize("size", [(256, 256), (240, 320)])
@@ -114,3 +159,128 @@ def test_short_training_reduces_loss(name):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0], f"{name}: loss did not decrease: {losses}"
+
+
+def _trained_like(name: str) -> torch.nn.Module:
+    """A zoo network in eval mode whose BatchNorms have non-trivial statistics and affine maps (a fresh
+    network's identity norms would hide a wrong fold)."""
+    torch.manual_seed(0)
+    model = create(name)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d) and m.affine:
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+        model.train()
+        h = max(64, 2 * model.stride)
+        model(torch.randn(2, 1, h, h))  # running statistics from data
+    return model.eval()
+
+
+def _eval_size(model) -> int:
+    return max(64, 2 * model.stride)
+
+
+def test_fused_copy_matches_eval_output_and_leaves_the_original(name):
+    from irstd.models.layers.conv import ConvBNAct
+
+    model = _trained_like(name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(1, 1, _eval_size(model), _eval_size(model))
+    fused = fuse_for_inference(model)
+    with torch.no_grad():
+        ref = model(x)
+        out = fused(x)
+    assert out.shape == ref.shape
+    assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5 * max(1.0, ref.abs().max().item())), (
+        f"{name}: fused copy differs by {(out - ref).abs().max().item():.3g}"
+    )
+    # the original: same tensors, still training-ready (norms in place, gradients on), still eval
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.requires_grad for p in model.parameters())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    # the copy: every conv unit's norm folded away, frozen, same interface attributes
+    units = [m for m in fused.modules() if isinstance(m, ConvBNAct)]
+    assert all(not isinstance(m.bn, torch.nn.BatchNorm2d) for m in units if "bn" in m._modules)
+    assert not any(p.requires_grad for p in fused.parameters())
+    assert not fused.training and fused.stride == model.stride
+    if getattr(model, "inference_channels_last", False):
+        convs = [m for m in fused.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+
+
+def test_in_place_data_edit_changes_the_no_grad_output(name):
+    # EMA and weight averaging write through .data, which bumps no version counter: nothing derived
+    # from the weights may be cached between calls.
+    model = _trained_like(name)
+    x = torch.randn(1, 1, _eval_size(model), _eval_size(model))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.affine]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        first = model(x)
+        model(x)  # a second call, so that anything lazily built in the first is in use
+        for m in norms:
+            m.weight.data.mul_(0.5)
+        edited = model(x)
+        for m in convs:
+            m.weight.data.zero_()
+            if m.bias is not None:
+                m.bias.data.fill_(0.25)
+        zeroed = model(x)
+    assert not torch.allclose(edited, first), f"{name}: a .data edit of the norms was not seen"
+    assert not torch.allclose(zeroed, edited), f"{name}: a .data edit of the convolutions was not seen"
+
+
+def test_size_not_a_multiple_of_the_stride_is_a_clear_error(name):
+    from irstd.errors import IRSTDError
+
+    model = create(name).eval()
+    s = model.stride
+    if s == 1:
+        pytest.skip("stride 1: every size is a multiple")
+    for h, w in ((2 * s + 1, 2 * s), (2 * s, 3 * s - 1)):
+        with pytest.raises(IRSTDError, match=rf"{name}: input of {h}x{w} .*stride {s}.*pad_to_stride") as info:
+            with torch.no_grad():
+                model(torch.randn(1, 1, h, w))
+        assert isinstance(info.value, ValueError)
+    # the check survives the inference copy
+    with pytest.raises(IRSTDError, match="pad_to_stride"), torch.no_grad():
+        fuse_for_inference(model)(torch.randn(1, 1, s + 1, s))
+
+
+def test_created_model_still_pickles_and_copies():
+    import copy
+    import pickle
+
+    model = create("acm")
+    clone = pickle.loads(pickle.dumps(model))
+    with pytest.raises(ValueError, match="stride 16"), torch.no_grad():
+        clone(torch.randn(1, 1, 20, 16))
+    with pytest.raises(ValueError, match="stride 16"), torch.no_grad():
+        copy.deepcopy(model)(torch.randn(1, 1, 20, 16))
+
+
+@pytest.mark.parametrize("fuse_act, bounded", [("none", False), ("relu", True)])
+def test_litenet_head_bound(fuse_act, bounded):
+    """With every weight of the logit conv negative, a ReLU before it caps the logit at the conv's
+    bias (the shipped detector's saturated 0.911 scores); the default head has no such cap: mixing
+    features pushed negative (through the norm's shift) lift the logit far above the bias."""
+    torch.manual_seed(0)
+    model = create("litenet", fuse_act=fuse_act).eval()
+    mix, final = model.fuse[0], model.fuse[-1]
+    with torch.no_grad():
+        final.weight.copy_(-final.weight.abs() - 1e-2)
+        final.bias.fill_(1.0)
+        mix.bn.bias.fill_(-5.0)
+        logits = torch.cat([model(torch.randn(2, 1, 64, 64) * scale) for scale in (0.1, 1.0, 10.0)])
+    if bounded:
+        assert logits.max() <= 1.0 + 1e-6
+    else:
+        assert logits.max() > 2.0, "the default head should not bound the logit by the bias"
+
+
+def test_litenet_rejects_an_unknown_head_activation():
+    with pytest.raises(ValueError, match="fuse_act"):
+        create("litenet", fuse_act="gelu")

@@ -163,6 +163,27 @@ def test_sfim_dnanet_uses_sfim_in_every_attention_slot():
     assert count_parameters(model) > count_parameters(base)
 
 
+@pytest.mark.parametrize("c", [4, 16, 64])
+def test_sfim_parameter_count_from_its_description(c):
+    # Fourier unit: depth-wise 3x3 on 2C spectrum channels (2C * 9) and a two-group 1x1 (2 C^2);
+    # residual block: two 3x3 C -> C convs without bias (18 C^2) and two BatchNorms (4 C).
+    assert count_parameters(SFIM(c)) == 2 * c * 9 + 2 * c * c + 18 * c * c + 4 * c
+
+
+def test_sfim_dnanet_parameter_count_from_dnanet_and_the_block_widths():
+    # No public code to compare with, so the count is derived: DNANet's (checked against the public
+    # implementation in test_models) with every CBAM (two bias-free 1x1 convs C -> max(C // 16, 1) -> C
+    # and a 7x7 2 -> 1 conv) replaced by an SFIM (20 C^2 + 22 C). Residual blocks by width: the top
+    # level's five nodes and the fusion block (16), then 4, 3, 2, 1 nodes of two blocks (32 ... 256).
+    blocks_by_width = {16: 6, 32: 8, 64: 6, 128: 4, 256: 2}
+    delta = sum(
+        n * ((20 * c * c + 22 * c) - (2 * c * max(c // 16, 1) + 98)) for c, n in blocks_by_width.items()
+    )
+    base = create("dnanet")
+    assert sum(blocks_by_width.values()) == sum(isinstance(m, ResidualAttentionBlock) for m in base.modules())
+    assert count_parameters(create("sfim_dnanet")) == count_parameters(base) + delta == 9_317_668
+
+
 def test_sfim_dnanet_forward_odd_multiple_of_stride():
     torch.manual_seed(0)
     model = create("sfim_dnanet", widths=(4, 8, 8, 8, 8)).eval()

@@ -94,6 +94,9 @@ def evaluate(
     was_training = net is not None and net.training
     if net is not None:
         net.eval()
+        from irstd.models import fuse_for_inference
+
+        fused = fuse_for_inference(net)  # a fresh copy per call: it folds the weights as they are now
     device = torch.device(device)
     metrics = SegmentationMetrics(threshold=threshold, input="probs", curves=curves)
     if save_dir is not None:
@@ -116,7 +119,7 @@ def evaluate(
             else:
                 item = dataset[i]
                 image = item["image"][None].to(device)
-                logits = forward_logits(net, image, in_chans)
+                logits = forward_logits(fused, image, in_chans)
                 prob = torch.sigmoid(logits.float())[0, 0].cpu().numpy()
                 mask = item["mask"][0].numpy() > 0.5
             metrics.update(prob, mask)

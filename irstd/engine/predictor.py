@@ -285,7 +285,10 @@ class Detector:
         if not 0.0 <= float(threshold) <= 1.0:
             raise IRSTDError(f"threshold must be in [0, 1], got {threshold}")
         self.device = resolve_device("auto" if device is None else str(device))
-        self.model = unwrap(model).to(self.device).eval()
+        from irstd.models import fuse_for_inference
+
+        # An inference copy (BatchNorm folded): later edits of ``model`` need a new Detector.
+        self.model = fuse_for_inference(unwrap(model).to(self.device))
         self.threshold = float(threshold)
         self.in_chans = int(in_chans)
         self.stride = int(getattr(self.model, "stride", 1) or 1)

@@ -46,8 +46,9 @@ class ACM(nn.Module):
     not copy. The input BatchNorm has no affine parameters, as in the authors' MXNet code (the PyTorch
     port adds two; they are in its 397,823 count).
 
-    Speed: with autograd off the network runs channels-last and with BatchNorm folded into the
-    convolutions (:func:`~irstd.models.layers.conv.inference_layout`, :class:`ConvBNAct`): same function.
+    Speed: with autograd off the network runs channels-last
+    (:func:`~irstd.models.layers.conv.inference_layout`); :func:`irstd.models.fuse_for_inference` folds
+    BatchNorm into the convolutions and stores their weights channels-last: same function.
 
     Args:
         in_chans: input channels.
@@ -59,6 +60,7 @@ class ACM(nn.Module):
 
     stride = 16
     deep_supervision = False
+    inference_channels_last = True  # see inference_layout in forward
 
     def __init__(
         self,

@@ -187,8 +187,9 @@ class AGPCNet(nn.Module):
     is batched over equal-shaped patches (same function). On maps smaller than a grid scale (inputs under
     ``8 * scale`` pixels) the grid is clamped to the map size along that axis.
 
-    Speed: with autograd off the network runs channels-last and with BatchNorm folded into the
-    convolutions (:func:`~irstd.models.layers.conv.inference_layout`, :class:`ConvBNAct`): same function.
+    Speed: with autograd off the network runs channels-last
+    (:func:`~irstd.models.layers.conv.inference_layout`); :func:`irstd.models.fuse_for_inference` folds
+    BatchNorm into the convolutions and stores their weights channels-last: same function.
 
     Args:
         in_chans: input channels.
@@ -201,6 +202,7 @@ class AGPCNet(nn.Module):
 
     stride = 8
     deep_supervision = False
+    inference_channels_last = True  # see inference_layout in forward
 
     def __init__(
         self,

@@ -47,7 +47,7 @@ class ALCNet(nn.Module):
     Deviations: none in the function. Cyclic shifts larger than a (small) map wrap around modulo its
     size, where the MXNet slicing would fail. MXNet BatchNorm momentum 0.9 is PyTorch's 0.1.
 
-    Speed: with autograd off, BatchNorm is folded into the convolutions (:class:`ConvBNAct`); the
+    Speed: :func:`irstd.models.fuse_for_inference` folds BatchNorm into the convolutions; the
     contrast maps are views of one circularly padded copy instead of eight rolled copies per scale.
     Channels-last brought nothing measurable here, so the default layout is kept.
 

@@ -25,7 +25,8 @@ Structure
 
 Defaults match the public implementation: widths ``(16, 32, 64, 128, 256)``, residual blocks per
 level ``(2, 2, 2, 2)``; 4.69 M parameters with one input channel (public: 4.697 M). Stride 16
-(any size works; multiples of 16 avoid uneven pooling).
+(``create`` requires multiples of 16, the zoo's interface; the class itself also runs other sizes,
+with uneven pooling).
 
 Attention API
 -------------
@@ -36,8 +37,9 @@ the block's second conv output before the residual sum. Default :class:`~irstd.m
 
 Speed (same function as the public code)
 ----------------------------------------
-Activations run channels-last (oneDNN's NHWC kernels are markedly faster on CPU); conv+BN units
-fold the batch norm at inference (:class:`~irstd.models.layers.conv.ConvBNAct`); residual sums are
+Activations run channels-last (oneDNN's NHWC kernels are markedly faster on CPU); the inference
+copy (:func:`irstd.models.fuse_for_inference`) has the batch norms folded into the convolutions and
+channels-last weights; residual sums are
 in place when autograd is off; the 1x1 pyramid projections run before upsampling (as in the public
 code); every resampled tensor is computed once.
 
@@ -48,7 +50,7 @@ Deviations from the public code
   subtracts it again, so the function is unchanged): about 5 k fewer parameters.
 * Side outputs are listed final-first (the zoo's interface), not last.
 * Resampling uses explicit target sizes instead of fixed ``scale_factor`` modules (the same values
-  for sizes that are multiples of 16, and any other size works too).
+  for sizes that are multiples of 16).
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ class DNANet(nn.Module):
         deep_supervision: side heads on the top-level nested nodes (train mode returns them).
         attention: factory ``channels -> nn.Module`` used inside every residual block.
     """
+
+    inference_channels_last = True  # its forward converts the input to channels-last
 
     def __init__(
         self,

@@ -22,14 +22,14 @@ Structure
   upsampling, addition of the next skip; three times. **Head**: 3x3 conv-BN-ReLU to 16
   channels, 1x1 conv to one logit map.
 
-2.75 M parameters with one input channel (public count 2.761 M). Stride 8 (any size works;
-multiples of 8 avoid uneven pooling). No deep supervision.
+2.75 M parameters with one input channel (public count 2.761 M). Stride 8 (``create``
+requires multiples of 8; the class itself also runs other sizes, with uneven pooling). No deep supervision.
 
 Speed (same function as the public code)
 ----------------------------------------
 Activations run channels-last (oneDNN's grouped convolutions, pooling and resampling are several
-times faster in NHWC on CPU); conv+BN units fold the batch norm at inference
-(:class:`~irstd.models.layers.conv.ConvBNAct`); external attention works on ``N x C`` rows (a free
+times faster in NHWC on CPU); the inference copy (:func:`irstd.models.fuse_for_inference`) has the
+batch norms of the conv units folded and channels-last weights; external attention works on ``N x C`` rows (a free
 view of a channels-last map) with composed weight matrices (below) and, at inference, its batch
 norm and residual sum folded into one batched product; decoder sums are in place.
 
@@ -217,6 +217,8 @@ class ISTDUNet(nn.Module):
         cardinality, radix: split-attention groups and branches.
         memory: external-attention memory units.
     """
+
+    inference_channels_last = True  # its forward converts the input to channels-last
 
     def __init__(
         self,

@@ -9,6 +9,13 @@ are borrowed from the networks of the zoo, kept where they matter for targets of
 * deep supervision on every decoder level and a fused head over all levels (DNANet's feature
   pyramid fusion), with each level projected to a few channels *before* up-sampling so that the
   full-resolution fusion stays cheap.
+
+The fused head is ``1x1 conv + BN`` (mixing the levels) then a 3x3 conv to the logit. An activation
+between the two bounds the logit above: with ``fuse_act="relu"`` it is ``w . relu(z) + b``, and once
+training has made the final weights non-positive (the shipped detector's have) the logit can never
+exceed ``b``, so every confident target gets the same score (0.911 = sigmoid(2.33)). The default
+head has no activation there; ``fuse_act="relu"`` keeps the first design, which the shipped default
+detector was trained with (``irstd/weights/default.yaml`` sets it until the detector is retrained).
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from irstd.models.layers.cbam import CBAM
 from irstd.models.layers.conv import ConvBNAct, res_stage
 
 
+_FUSE_ACTS = {"none": None, "relu": nn.ReLU}
+
+
 class LiteNet(nn.Module):
     """U-Net with residual stages, CBAM decoder attention and deep-supervised pyramid fusion.
 
@@ -31,6 +41,9 @@ class LiteNet(nn.Module):
         blocks: residual basic blocks per encoder level.
         fuse_chans: channels each decoder level is projected to before the full-size fusion.
         deep_supervision: in train mode return ``[fused, side_0, ..., side_{L-2}]``.
+        fuse_act: activation between the fused head's 1x1 mixing and its logit conv: ``"none"``
+            (default: logits not bounded above) or ``"relu"`` (the original head, see the module
+            docstring). Same parameters and state-dict keys either way.
 
     Output: logits ``B x 1 x H x W``; ``H`` and ``W`` must be multiples of ``stride = 2**(L-1)``.
     """
@@ -42,10 +55,14 @@ class LiteNet(nn.Module):
         blocks: tuple[int, ...] = (1, 1, 2, 2, 2),
         fuse_chans: int = 8,
         deep_supervision: bool = True,
+        fuse_act: str = "none",
     ):
         super().__init__()
         if len(widths) != len(blocks) or len(widths) < 2:
             raise ValueError("widths and blocks need the same length, at least 2")
+        if fuse_act not in _FUSE_ACTS:
+            raise ValueError(f"fuse_act must be one of {sorted(_FUSE_ACTS)}, got {fuse_act!r}")
+        self.fuse_act = fuse_act
         self.deep_supervision = bool(deep_supervision)
         self.stride = 2 ** (len(widths) - 1)
         self.stem = ConvBNAct(in_chans, widths[0], 3)
@@ -64,7 +81,10 @@ class LiteNet(nn.Module):
         self.project = nn.ModuleList(ConvBNAct(widths[i], fuse_chans, 1) for i in range(levels))
         self.side_heads = nn.ModuleList(nn.Conv2d(fuse_chans, 1, 1) for _ in range(levels))
         # 1x1 mixing first: a 3x3 conv over all levels at full size would cost more than the encoder.
-        self.fuse = nn.Sequential(ConvBNAct(fuse_chans * levels, fuse_chans, 1), nn.Conv2d(fuse_chans, 1, 3, padding=1))
+        self.fuse = nn.Sequential(
+            ConvBNAct(fuse_chans * levels, fuse_chans, 1, act=_FUSE_ACTS[fuse_act]),
+            nn.Conv2d(fuse_chans, 1, 3, padding=1),
+        )
 
     def forward(self, x: torch.Tensor):
         size = x.shape[-2:]
@@ -92,8 +112,7 @@ class LiteNet(nn.Module):
 
 @register_model(
     "litenet",
-    reference_params=0.913e6,
-    reference="irstd's own design (this file); the reference count is this implementation's",
+    reference="irstd's own design (this file), so no reference count (ours: 912,717)",
 )
 def litenet(in_chans: int = 1, **kwargs) -> LiteNet:
     return LiteNet(in_chans=in_chans, **kwargs)

@@ -89,8 +89,9 @@ class RDIAN(nn.Module):
     (same values). With ``in_chans > 1`` it is computed on the channel mean of the input (the release is
     single-channel only); for one channel this is the release's function.
 
-    Speed: with autograd off the network runs channels-last and with BatchNorm folded into the
-    convolutions (:func:`~irstd.models.layers.conv.inference_layout`, :class:`ConvBNAct`): same function.
+    Speed: with autograd off the network runs channels-last
+    (:func:`~irstd.models.layers.conv.inference_layout`); :func:`irstd.models.fuse_for_inference` folds
+    BatchNorm into the convolutions and stores their weights channels-last: same function.
 
     Args:
         in_chans: input channels.
@@ -99,6 +100,7 @@ class RDIAN(nn.Module):
 
     stride = 2
     deep_supervision = False
+    inference_channels_last = True  # see inference_layout in forward
 
     def __init__(self, in_chans: int = 1, drop: float = 0.1):
         super().__init__()

@@ -24,12 +24,14 @@ Structure
   mode too (the side heads still feed it).
 
 50.52 M parameters with one input channel (public count 50.54 M). Stride 32 (the outer pools times
-the inner pools of the top RSU7); any size works, multiples of 32 avoid uneven pooling.
+the inner pools of the top RSU7): ``create`` requires multiples of 32; the class itself also runs
+other sizes, with uneven pooling.
 
 Speed (same function as the public code)
 ----------------------------------------
-Activations run channels-last (oneDNN's NHWC kernels are faster on CPU); conv+BN units fold the
-batch norm at inference (:class:`~irstd.models.layers.conv.ConvBNAct`); the RSU residual sums are
+Activations run channels-last (oneDNN's NHWC kernels are faster on CPU); the inference copy
+(:func:`irstd.models.fuse_for_inference`) has the batch norms folded into the convolutions and
+channels-last weights; the RSU residual sums are
 in place when autograd is off. The network is dominated by its 3x3 convolutions (about 108
 GFLOPs at 256x256).
 
@@ -100,6 +102,8 @@ class UIUNet(nn.Module):
         in_chans: input channels.
         deep_supervision: return the six side outputs too in train mode.
     """
+
+    inference_channels_last = True  # its forward converts the input to channels-last
 
     def __init__(self, in_chans: int = 1, deep_supervision: bool = True):
         super().__init__()

@@ -57,13 +57,10 @@ class ConvBNAct(nn.Sequential):
 
     Sub-modules are named ``conv``, ``bn`` (when a norm is used) and ``act`` (when an activation is used).
 
-    Inference fast path: when the BatchNorm is in eval mode with running statistics and autograd is off
-    (``torch.no_grad`` / ``torch.inference_mode``), the BatchNorm is folded into the convolution
-    (``w * g / sqrt(var + eps)``, ``(b - mean) * g / sqrt(var + eps) + beta``): one pass over the output
-    instead of two, the same function up to float rounding. The folded weights are cached (one extra
-    copy of the conv weight, in the activation's memory layout) and recomputed whenever a parameter or
-    statistic changes (tracked by tensor version and storage), so training, ``load_state_dict`` and
-    ``.to()`` are safe. With autograd on, the plain conv -> norm path runs.
+    No inference fast path hides in ``forward``: it is conv -> norm -> act in every mode, so editing
+    parameters in place (``.data``, EMA, weight averaging) is always seen by the next call. Folding the
+    BatchNorm into the convolution is an explicit step on a copy:
+    :func:`irstd.models.fuse_for_inference` (which calls :meth:`fold_norm_`).
     """
 
     def __init__(
@@ -94,57 +91,39 @@ class ConvBNAct(nn.Sequential):
             self.add_module("bn", norm(out_chans))
         if act is not None:
             self.add_module("act", make_act(act))
-        self._fold_cache: dict | None = None
 
-    def _folded(self, conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm, channels_last: bool):
-        tensors = (conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var)
-        present = [t for t in tensors if t is not None]
-        if any(t.is_inference() for t in present):
-            return None  # no version counters to validate a cache against
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in present) + (bn.eps,)
-        cache = self._fold_cache
-        if cache is None or cache["key"] != key:
-            with torch.no_grad():
-                scale = torch.rsqrt(bn.running_var + bn.eps)
-                if bn.weight is not None:
-                    scale = scale * bn.weight
-                weight = conv.weight * scale.reshape(-1, 1, 1, 1)
-                shift = -bn.running_mean * scale
-                if conv.bias is not None:
-                    shift = shift + conv.bias * scale
-                if bn.bias is not None:
-                    shift = shift + bn.bias
-            cache = self._fold_cache = {"key": key, "weight": weight, "shift": shift}
-        # oneDNN runs channels-last activations fastest with channels-last weights; one copy is kept,
-        # in the layout last asked for.
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        if not cache["weight"].is_contiguous(memory_format=fmt):
-            cache["weight"] = cache["weight"].contiguous(memory_format=fmt)
-        return cache["weight"], cache["shift"]
+    def fold_norm_(self) -> bool:
+        """Fold an eval-mode BatchNorm into the convolution, in place; the norm becomes ``Identity``.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = self.conv
+        ``conv' = conv * g / sqrt(var + eps)``, ``bias' = (bias - mean) * g / sqrt(var + eps) + beta``:
+        the same function of the input (up to float rounding) as long as the statistics are frozen,
+        so only for inference copies (:func:`irstd.models.fuse_for_inference`). The ``bn`` attribute
+        stays (as ``Identity``) because some networks call ``unit.conv`` and ``unit.bn`` separately.
+
+        Returns ``True`` when folded; ``False`` (unchanged) without a BatchNorm with running stats.
+        """
         bn = self._modules.get("bn")
-        folded = None
-        if (
-            bn is not None
-            and not bn.training
-            and not torch.is_grad_enabled()
-            and isinstance(bn, nn.modules.batchnorm._BatchNorm)
-            and bn.running_mean is not None
-        ):
-            channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
-                memory_format=torch.channels_last
-            )
-            folded = self._folded(conv, bn, channels_last)
-        if folded is not None:
-            x = conv._conv_forward(x, folded[0], folded[1])
-        else:
-            x = conv(x)
-            if bn is not None:
-                x = bn(x)
-        act = self._modules.get("act")
-        return act(x) if act is not None else x
+        if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or bn.running_mean is None:
+            return False
+        conv = self.conv
+        dtype = conv.weight.dtype
+        # In float64 where the device has it (MPS has not): the fold's rounding then stays far below
+        # the convolution's.
+        acc = torch.float32 if conv.weight.device.type == "mps" else torch.float64
+        with torch.no_grad():
+            scale = torch.rsqrt(bn.running_var.to(acc) + bn.eps)
+            if bn.weight is not None:
+                scale = scale * bn.weight.to(acc)
+            shift = -bn.running_mean.to(acc) * scale
+            if conv.bias is not None:
+                shift = shift + conv.bias.to(acc) * scale
+            if bn.bias is not None:
+                shift = shift + bn.bias.to(acc)
+            weight = conv.weight.to(acc) * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+        conv.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
+        conv.bias = nn.Parameter(shift.to(dtype), requires_grad=False)
+        self.bn = nn.Identity()
+        return True
 
 
 class BasicBlock(nn.Module):
@@ -153,7 +132,8 @@ class BasicBlock(nn.Module):
     ``out = act(bn2(conv2(act(bn1(conv1(x))))) + shortcut(x))``; the first conv carries the stride.
     The shortcut is the identity when shapes match, otherwise a 1x1 conv (with the stride) + norm,
     as in torchvision's ``BasicBlock`` and GluonCV's ``CIFARBasicBlockV1``. Sub-modules: ``conv1``,
-    ``conv2``, ``shortcut`` (:class:`ConvBNAct`, so they share its inference fast path) and ``act``.
+    ``conv2``, ``shortcut`` (:class:`ConvBNAct`, so :func:`irstd.models.fuse_for_inference` folds their
+    norms) and ``act``.
 
     Args:
         in_chans, out_chans: channels in and out.
@@ -190,8 +170,9 @@ def inference_layout(x: torch.Tensor) -> torch.Tensor:
     """``x`` in channels-last memory layout when autograd is off, else ``x`` itself (same values).
 
     Call at the entry of a network whose eval-mode convolutions run faster channels-last (measured per
-    model); the layout then propagates through convolutions, and :class:`ConvBNAct`'s folded weights
-    follow it. Training keeps the default layout (parameters stay contiguous for checkpoints).
+    model); the layout then propagates through convolutions. Set ``inference_channels_last = True`` on
+    such a network so that :func:`irstd.models.fuse_for_inference` stores its convolution weights
+    channels-last too (otherwise every call converts them). Training keeps the default layout.
     """
     if torch.is_grad_enabled() or x.dim() != 4:
         return x

@@ -17,8 +17,8 @@ is made of them. Widths are free: build
 :func:`RSU7` ... :func:`RSU4F`. Inputs of any size work (ceil-mode pooling, upsampling to the skip's
 exact size); sizes divisible by ``2**(L-2)`` avoid the ragged borders.
 
-ConvBNReLU units are :class:`irstd.models.layers.conv.ConvBNAct` (3x3, no conv bias), so they fold
-their batch norm at inference.
+ConvBNReLU units are :class:`irstd.models.layers.conv.ConvBNAct` (3x3, no conv bias), so
+:func:`irstd.models.fuse_for_inference` folds their batch norm.
 """
 
 from __future__ import annotations
