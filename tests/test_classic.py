@@ -127,8 +127,9 @@ def test_partial_svd_matches_numpy():
 def test_8_and_16_bit_frames_give_the_same_mask(name):
     from irstd.data.synth import frame_rng, generate_frame
 
-    frame8 = generate_frame(frame_rng(3, 0), (64, 72), 8)[0]
+    frame8 = generate_frame(frame_rng(3, 0), (96, 104), 8)[0]
     assert frame8.dtype == np.uint8
+    frame8[50:53, 60:63] = 250  # a clear target, so that every method's mask is non-empty
     frame16 = frame8.astype(np.uint16) * 257  # the same picture at full 16-bit scale
     m8 = saliency_to_mask(saliency(name, frame8))
     m16 = saliency_to_mask(saliency(name, frame16))
@@ -236,21 +237,24 @@ def test_test_command_on_nuaa_images_matches_the_metrics(nuaa_root, tmp_path, ca
     from irstd.data.io import read_image, read_mask
     from irstd.metrics import SegmentationMetrics
 
-    ids = [line.strip() for line in (nuaa_root / "img_idx" / "test_NUAA-SIRST.txt").read_text().splitlines() if line.strip()][:3]
+    from irstd.data import IRSTDDataset
+
+    full = IRSTDDataset(nuaa_root, split="test")
+    ids = full.ids[:3]
     root = tmp_path / "nuaa3"
     for sub in ("images", "masks"):
         (root / sub).mkdir(parents=True)
     for item in ids:
-        shutil.copy(next((nuaa_root / "images").glob(f"{item}.*")), root / "images")
-        shutil.copy(next((nuaa_root / "masks").glob(f"{item}*")), root / "masks")
+        shutil.copy(full.image_path(item), root / "images")
+        shutil.copy(full.mask_path(item), root / "masks")
     (root / "test.txt").write_text("\n".join(ids) + "\n")
     out = tmp_path / "eval"
     assert main(["test", "--method", "pstnn", "--dataset", str(root), "--out", str(out)]) == 0
     report = json.loads((out / "metrics.json").read_text())
     metrics = SegmentationMetrics()
     for item in ids:
-        image = read_image(next((root / "images").glob(f"{item}.*")))
-        mask = read_mask(next((root / "masks").glob(f"{item}*")))
+        image = read_image(full.image_path(item))
+        mask = read_mask(full.mask_path(item))
         metrics.update(saliency_to_probability(saliency("pstnn", image)), mask)
         np.testing.assert_array_equal(read_image(out / "masks" / f"{item}.png") > 0, saliency_to_mask(saliency("pstnn", image)))
     ref = metrics.compute()
