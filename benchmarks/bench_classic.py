@@ -16,6 +16,7 @@ and both saliency-to-mask rules of :mod:`irstd.classic.base` (``minmax``: min-ma
 beside the published figures (paper 001 Table III; BasicIRSTD's README for the rest).
 
 Prints a markdown table; exits with status 1 if a method takes more than 1 s per 256 x 256 frame.
+Needs threadpoolctl (in the ``test`` extra: ``pip install -e ".[test]"``).
 """
 
 from __future__ import annotations

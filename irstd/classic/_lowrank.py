@@ -126,7 +126,8 @@ class SVT:
     Only the singular values above the threshold matter, and in these problems they are few
     (the background is low-rank). A randomised range finder (Halko, Martinsson & Tropp 2011)
     computes the top ``k`` triplets, warm-started with the previous call's right singular
-    vectors (consecutive iterates differ little, so one power step suffices); ``k`` grows until a
+    vectors (consecutive iterates differ little, so the warm start needs no power step; a cold
+    start gets ``power`` steps); ``k`` starts at 1.5 times the last rank and doubles until a
     singular value below the threshold is seen. Beyond a third of the small side a full
     decomposition through the Gram matrix (``eigh``) is cheaper and used instead.
     """
