@@ -35,6 +35,7 @@ A constant saliency map (constant frame) gives all-zero scores and an empty mask
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Callable
 
@@ -140,8 +141,35 @@ def saliency_to_mask(saliency: np.ndarray, rule: str = "minmax", k: float = DEFA
     return saliency_to_probability(saliency, rule, k) > 0.5
 
 
+_CONTROLLER = None
+
+
+def _blas_controller():
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER
+
+
 def method(name: str, *, reference: str, family: str, params: dict, published_runtime_s: float | None = None) -> Callable:
-    """Decorator registering a classic method in :data:`CLASSIC` with its facts."""
-    return CLASSIC.register(
-        name, reference=reference, family=family, params=dict(params), published_runtime_s=published_runtime_s
-    )
+    """Decorator registering a classic method in :data:`CLASSIC` with its facts.
+
+    The registered function runs with BLAS limited to one thread: the solvers chain many
+    products of thin matrices, where OpenBLAS threads cost more than they give, and on a busy
+    machine their spin-waiting multiplied the CPU time of IPI by 7-15 (0.8 s -> 6-12 s per NUAA
+    frame). Callers parallelise over frames instead.
+    """
+
+    def deco(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with _blas_controller().limit(limits=1, user_api="blas"):
+                return fn(*args, **kwargs)
+
+        return CLASSIC.register(
+            name, reference=reference, family=family, params=dict(params), published_runtime_s=published_runtime_s
+        )(wrapper)
+
+    return deco
