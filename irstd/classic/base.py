@@ -117,9 +117,9 @@ def saliency_to_probability(saliency: np.ndarray, rule: str = "minmax", k: float
     if rule not in RULES:
         raise IRSTDError(f"unknown saliency-to-mask rule {rule!r}; choose one of {', '.join(RULES)}")
     s = np.asarray(saliency, dtype=np.float64)
-    lo, hi = float(s.min(initial=0.0)), float(s.max(initial=0.0))
-    if s.size:
-        lo, hi = float(s.min()), float(s.max())
+    if s.size == 0:
+        return np.zeros(s.shape, dtype=np.float32)
+    lo, hi = float(s.min()), float(s.max())
     if not hi > lo:
         return np.zeros(s.shape, dtype=np.float32)
     if rule == "minmax":
