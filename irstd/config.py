@@ -299,31 +299,50 @@ def _build(cls, data: Any, where: str, source: str):
     return cls(**kwargs)
 
 
-_CHOICES = {
-    ("optim", "name"): ("adam", "adamw", "sgd", "adagrad"),
-    ("schedule", "name"): ("cosine", "multistep", "poly", "constant"),
-    ("eval", "best_metric"): ("IoU", "nIoU", "F1", "Pd", "PixAcc"),
-}
-_LOSS_TERMS = ("softiou", "bce", "focal", "dice")
+# Validation metrics that can pick the best checkpoint (higher is better for each).
+BEST_METRICS = ("IoU", "nIoU", "F1", "Pd", "PixAcc")
+
+
+def _registries():
+    """``(section, key) -> Registry`` of every config value that names registered code.
+
+    Imported on use so that reading a config file (``irstd --help``, the model card) needs no torch.
+    """
+    from irstd.engine.losses import LOSSES
+    from irstd.engine.optim import OPTIMIZERS, SCHEDULES
+    from irstd.models import MODELS
+    from irstd.strategies import STRATEGIES
+
+    return {
+        ("model", "name"): MODELS,
+        ("optim", "name"): OPTIMIZERS,
+        ("schedule", "name"): SCHEDULES,
+        ("strategy", "name"): STRATEGIES,
+    }, LOSSES
 
 
 def _check_values(cfg: Config, source: str) -> None:
     def bad(msg: str):
         raise IRSTDError(f"{source}: {msg}")
 
-    for (section, key), choices in _CHOICES.items():
+    from irstd.engine.losses import DEEP_SUPERVISION
+
+    named, losses = _registries()
+    for (section, key), registry in named.items():
         value = getattr(getattr(cfg, section), key)
-        if value not in choices:
-            bad(f"{section}.{key} must be one of {', '.join(choices)}; got {value!r}")
+        if value not in registry:
+            bad(f"{section}.{key}: {registry.unknown_message(value)}")
+    if cfg.eval.best_metric not in BEST_METRICS:
+        bad(f"eval.best_metric must be one of {', '.join(BEST_METRICS)}; got {cfg.eval.best_metric!r}")
     terms = [t.strip() for t in cfg.loss.name.split("+")]
     for t in terms:
-        if t not in _LOSS_TERMS:
-            bad(f"loss.name: unknown loss term {t!r}; available: {', '.join(_LOSS_TERMS)}")
+        if t not in losses:
+            bad(f"loss.name: {losses.unknown_message(t)}")
     if cfg.loss.weights is not None and len(cfg.loss.weights) != len(terms):
         bad(f"loss.weights has {len(cfg.loss.weights)} values for {len(terms)} loss terms")
     ds = cfg.loss.deep_supervision
-    if isinstance(ds, str) and ds not in ("mean", "sum", "final"):
-        bad(f"loss.deep_supervision must be mean, sum, final or a list of weights; got {ds!r}")
+    if isinstance(ds, str) and ds not in DEEP_SUPERVISION:
+        bad(f"loss.deep_supervision must be one of {', '.join(DEEP_SUPERVISION)} or a list of weights; got {ds!r}")
     if not 0.0 <= cfg.data.val_fraction < 1.0:
         bad(f"data.val_fraction must be in [0, 1); got {cfg.data.val_fraction}")
     if not 0.0 <= cfg.data.target_prob <= 1.0:

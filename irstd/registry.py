@@ -53,6 +53,11 @@ class Registry:
 
         return deco if obj is None else deco(obj)
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` if registered (for entries registered temporarily, as tests do)."""
+        self._entries.pop(name.lower(), None)
+        self._info.pop(name.lower(), None)
+
     def _load(self) -> None:
         if not self._loaded:
             # Set first: a module being imported may look itself up while it registers.

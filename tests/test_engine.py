@@ -352,7 +352,7 @@ def test_custom_strategy_plugs_in(synth_root, tmp_path, one_thread):
             rows = list(csv.DictReader(fh))
         assert float(rows[0]["noise"]) == pytest.approx(0.1, rel=0.2)
     finally:
-        strategies._REGISTRY.pop("_counting", None)
+        strategies.STRATEGIES.unregister("_counting")
 
 
 def test_list_strategies():

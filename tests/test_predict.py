@@ -47,13 +47,11 @@ def spot_model():
     """Register ``_test_spot`` in the model zoo for the duration of one test."""
     from irstd import models
 
-    models._load_all()
     models.register_model("_test_spot", reference_params=226, reference="test stand-in")(Spot)
     try:
         yield "_test_spot"
     finally:
-        models._REGISTRY.pop("_test_spot", None)
-        models._INFO.pop("_test_spot", None)
+        models.MODELS.unregister("_test_spot")
 
 
 @pytest.fixture

@@ -19,7 +19,10 @@ PACKAGE = Path(irstd.__file__).resolve().parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("irstd", "irstd.errors", "irstd._lazy", "irstd.registry")),
     ("data and metrics", ("irstd.data", "irstd.data.*", "irstd.metrics", "irstd.metrics.*")),
-    ("networks and corruptions", ("irstd.models", "irstd.models.*", "irstd.corruptions", "irstd.corruptions.*")),
+    (
+        "detectors and corruptions",
+        ("irstd.models", "irstd.models.*", "irstd.classic", "irstd.classic.*", "irstd.corruptions", "irstd.corruptions.*"),
+    ),
     (
         "engine core",
         (

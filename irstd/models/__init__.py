@@ -23,21 +23,18 @@ Interface shared by every network
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable
-
 import torch
 import torch.nn as nn
 
 from irstd.errors import IRSTDError
-
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-# Per-model facts shown by `irstd models` and checked by the tests: reference parameter count of the
-# public implementation (1 input channel) and where that number comes from.
-_INFO: dict[str, dict] = {}
+from irstd.registry import Registry
 
 # Modules that register models on import. One file per architecture.
 _MODEL_MODULES = ["dnanet", "uiunet", "istdunet", "acm", "alcnet", "rdian", "agpcnet", "sctransnet", "isnet", "hcfnet", "sfim_dnanet", "litenet"]
+
+# Network factories by name. Per-model facts, shown by `irstd models` and checked by the tests: the
+# reference parameter count of the public implementation (1 input channel) and where it comes from.
+MODELS = Registry("model", modules=[f"irstd.models.{m}" for m in _MODEL_MODULES])
 
 
 def register_model(name: str, *, reference_params: float | None = None, reference: str = ""):
@@ -48,26 +45,12 @@ def register_model(name: str, *, reference_params: float | None = None, referenc
     where the architecture and that count come from.
     """
 
-    def deco(fn):
-        key = name.lower()
-        if key in _REGISTRY and _REGISTRY[key] is not fn:
-            raise ValueError(f"model {key!r} registered twice")
-        _REGISTRY[key] = fn
-        _INFO[key] = {"reference_params": reference_params, "reference": reference}
-        return fn
-
-    return deco
-
-
-def _load_all() -> None:
-    for mod in _MODEL_MODULES:
-        importlib.import_module(f"irstd.models.{mod}")
+    return MODELS.register(name, reference_params=reference_params, reference=reference)
 
 
 def list_models() -> list[str]:
     """Registered model names, sorted."""
-    _load_all()
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 class InputSizeError(IRSTDError, ValueError):
@@ -109,19 +92,15 @@ def create(name: str, in_chans: int = 1, **kwargs) -> nn.Module:
     The network raises :class:`InputSizeError` (an :class:`~irstd.errors.IRSTDError` and a
     ``ValueError``) for an input whose sides are not multiples of ``model.stride``.
     """
-    _load_all()
     key = name.lower()
-    if key not in _REGISTRY:
-        raise IRSTDError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}")
-    model = _REGISTRY[key](in_chans=in_chans, **kwargs)
+    model = MODELS.get(key)(in_chans=in_chans, **kwargs)
     model.register_forward_pre_hook(_StrideCheck(key, int(getattr(model, "stride", 1) or 1)))
     return model
 
 
 def model_info(name: str) -> dict:
     """Registered facts about a model: ``reference_params`` and ``reference``."""
-    _load_all()
-    return dict(_INFO[name.lower()])
+    return MODELS.info(name)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -133,6 +112,7 @@ def count_parameters(model: nn.Module) -> int:
 from irstd.models.inference import fuse_for_inference  # noqa: E402
 
 __all__ = [
+    "MODELS",
     "create",
     "list_models",
     "register_model",

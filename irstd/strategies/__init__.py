@@ -38,7 +38,6 @@ standardisation would otherwise undo brightness and contrast changes
 from __future__ import annotations
 
 import contextlib
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -47,6 +46,7 @@ import torch
 import torch.nn as nn
 
 from irstd.errors import IRSTDError
+from irstd.registry import Registry
 
 __all__ = [
     "Strategy",
@@ -54,11 +54,13 @@ __all__ = [
     "register_strategy",
     "create_strategy",
     "list_strategies",
+    "STRATEGIES",
 ]
 
-_REGISTRY: dict[str, type] = {}
 # Modules that register strategies on import (one file per strategy).
 _STRATEGY_MODULES = ["supervised", "hrl"]
+# Strategy classes by name, for ``strategy.name``.
+STRATEGIES = Registry("strategy", modules=[f"irstd.strategies.{m}" for m in _STRATEGY_MODULES])
 
 
 @dataclass
@@ -148,34 +150,21 @@ def register_strategy(name: str):
     """Class decorator registering a :class:`Strategy` subclass under a lower-case ``name``."""
 
     def deco(cls):
-        key = name.lower()
-        if key in _REGISTRY and _REGISTRY[key] is not cls:
-            raise ValueError(f"strategy {key!r} registered twice")
-        _REGISTRY[key] = cls
-        cls.name = key
-        return cls
+        cls.name = name.lower()
+        return STRATEGIES.register(cls.name, cls)
 
     return deco
 
 
-def _load_all() -> None:
-    for mod in _STRATEGY_MODULES:
-        importlib.import_module(f"irstd.strategies.{mod}")
-
-
 def list_strategies() -> list[str]:
     """Registered strategy names, sorted."""
-    _load_all()
-    return sorted(_REGISTRY)
+    return STRATEGIES.names()
 
 
 def create_strategy(name: str, **kwargs) -> Strategy:
     """Instantiate the strategy ``name`` with ``kwargs`` (the config's ``strategy.kwargs``)."""
-    _load_all()
-    key = name.lower()
-    if key not in _REGISTRY:
-        raise IRSTDError(f"unknown strategy {name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    cls = STRATEGIES.get(name)
     try:
-        return _REGISTRY[key](**kwargs)
+        return cls(**kwargs)
     except TypeError as exc:
         raise IRSTDError(f"strategy {name!r}: bad strategy.kwargs ({exc})") from None
