@@ -16,6 +16,8 @@ from irstd.errors import IRSTDError
 COMMANDS: list[str] = [
     "demo",
     "predict",
+    "export",
+    "report",
     "train",
     "test",
     "evaluate",

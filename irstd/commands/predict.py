@@ -29,6 +29,10 @@ Examples:
   irstd predict 'flight/*.tif' more_frames/ --out det --overlay --save-prob
   irstd predict data/ --out det --run runs/nuaa_acm-20250101-120000 --threshold 0.4
   irstd predict data/ --out det-ipi --method ipi            # a classic method
+  irstd predict data/ --out det --weights model.onnx         # ONNX Runtime (irstd export)
+
+--weights FILE.onnx (written by irstd export) runs the network in ONNX Runtime on the CPU with the
+same normalisation, padding, tiling, threshold and outputs; it needs pip install "irstd[onnx]".
 """
 
 
@@ -50,6 +54,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=None, help="tile size for large frames (default 512)")
     p.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels (default 64)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads of torch and of ONNX Runtime (default: torch's default)"
+    )
     p.add_argument("--quiet", action="store_true", help="no per-image lines and no progress bar")
     return p
 
@@ -104,6 +111,14 @@ def run(args) -> int:
     from irstd.engine.predictor import predict_files
 
     paths = collect_inputs(args.inputs, args.recursive)
+    if args.threads is not None:
+        import torch
+
+        from irstd.errors import IRSTDError
+
+        if args.threads < 1:
+            raise IRSTDError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)  # an ONNX Runtime session reads the same setting
     detector = classic_detector(args) or load_detector_from_args(args, tile=args.tile, overlap=args.overlap)
     out = Path(args.out)
     if not args.quiet:

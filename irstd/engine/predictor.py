@@ -452,9 +452,12 @@ def _build_model(name: str, kwargs: dict, in_chans: int, where: str) -> nn.Modul
     if not isinstance(kwargs, dict):
         raise IRSTDError(f"{where}: model kwargs must be a mapping")
     try:
-        return create(name, in_chans=in_chans, **kwargs)
+        net = create(name, in_chans=in_chans, **kwargs)
     except TypeError as exc:
         raise IRSTDError(f"{where}: bad kwargs for model {name!r} ({exc})") from None
+    # What built it, for irstd export's metadata; deep copies (the Detector's fused model) keep it.
+    net.irstd_spec = {"model": name, "kwargs": dict(kwargs), "in_chans": int(in_chans)}
+    return net
 
 
 def load_default_detector(device: str | torch.device | None = None, **overrides) -> Detector:
@@ -548,6 +551,10 @@ def load_detector(
             raise IRSTDError(f"--model {model} needs --weights FILE (an untrained network detects nothing)")
         return load_default_detector(device=device, threshold=threshold, **extra)
     weights = Path(weights)
+    from irstd.engine.onnx_backend import is_onnx_file
+
+    if is_onnx_file(weights):
+        return _onnx_detector(weights, model, threshold, extra)
     meta = read_weights_metadata(weights) if weights.is_file() else {}
     name = model or meta.get("model")
     if name is None:
@@ -560,3 +567,18 @@ def load_detector(
     load_weights(net, weights)
     thr = threshold if threshold is not None else float(meta.get("threshold", 0.5))
     return Detector(net, thr, device, chans, name=f"{name} ({weights})", **extra)
+
+
+def _onnx_detector(path: Path, model: str | None, threshold: float | None, extra: dict) -> Detector:
+    """The Detector of an ``.onnx`` file from ``irstd export``: the ONNX Runtime backend (CPU) with
+    the threshold, channels, tile and overlap recorded in the file (arguments override them)."""
+    from irstd.engine.onnx_backend import OnnxNetwork
+
+    net = OnnxNetwork(path)
+    meta = net.metadata
+    if model is not None and model.lower() != str(meta["model"]).lower():
+        raise IRSTDError(f"{path}: holds model {meta['model']!r}, not --model {model}")
+    settings = {k: int(meta[k]) for k in ("tile", "overlap") if k in meta}
+    settings.update(extra)
+    thr = threshold if threshold is not None else float(meta.get("threshold", 0.5))
+    return Detector(net, thr, "cpu", net.in_chans, name=f"{meta['model']} ({path}, onnxruntime)", **settings)
