@@ -423,7 +423,7 @@ td.l,th.l{text-align:left}img.plot{max-width:100%;border:1px solid #ddd;backgrou
 .card{display:inline-block;vertical-align:top;margin:.35em;padding:.35em;background:#fff;border:1px solid #ccc;border-radius:4px}
 .card .head{font-size:.85em;margin-bottom:.25em}
 .card .src{display:inline-block;vertical-align:top;margin-right:.4em;font-size:.8em}
-.card img{display:block;max-width:260px;image-rendering:pixelated;border:1px solid #eee}
+.card img{display:block;height:180px;width:auto;image-rendering:pixelated;border:1px solid #eee}
 .bad{color:#b00}
 """
 
@@ -550,21 +550,24 @@ def build_report(sources: list[Source], dataset_label: str, title: str | None = 
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
+        _contents(sources),
         f'<p class="note">{len(ids)} images of {_e(dataset_label)}, scored at their original size (irstd {_e(__version__)}). '
         "IoU is pooled over the split; Pd and Fa match 8-connected targets by centroids closer than 3 px; "
         "Fa is the fraction of false-alarm pixels, shown x1e-6.</p>",
-        "<h2>Metrics</h2>",
+        '<h2 id="sec-metrics">Metrics</h2>',
         _metrics_table(sources),
-        "<h2>ROC and Pd-Fa curves</h2>",
+        '<h2 id="sec-curves">ROC and Pd-Fa curves</h2>',
         '<p class="note">ROC: pixel-level true and false positive rates over 100 probability thresholds. '
         "Pd-Fa: target-level detection rate against false-alarm rate over the thresholds; predictions given "
         "as binary masks have a single operating point.</p>",
         _img(_curve_plots(sources), "image/png", "ROC and Pd-Fa curves", "plot"),
     ]
-    for s in sources:
+    # the gallery before the run sections, so that the first pictures are on the first screen
+    parts += _gallery(sources)
+    for k, s in enumerate(sources):
         if s.kind != "run":
             continue
-        parts.append(f"<h2>Run {_e(s.label)}</h2><p class=\"note\">{_e(s.path)}</p>")
+        parts.append(f'<h2 id="run-{k}">Run {_e(s.label)}</h2><p class="note">{_e(s.path)}</p>')
         if s.log_rows:
             parts.append("<h3>Training curves (log.csv)</h3>")
             parts.append(_img(_training_plot(s.log_rows, s.label), "image/png", f"training curves of {s.label}", "plot"))
@@ -584,9 +587,14 @@ def build_report(sources: list[Source], dataset_label: str, title: str | None = 
         if s.policy_png is not None:
             parts.append("<h3>HRL corruption policy (policy.png)</h3>")
             parts.append(_img(s.policy_png, "image/png", f"HRL policy of {s.label}", "plot"))
-    parts += _gallery(sources)
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _contents(sources: list[Source]) -> str:
+    links = [("sec-metrics", "metrics"), ("sec-curves", "ROC and Pd-Fa curves"), ("sec-gallery", "gallery")]
+    links += [(f"run-{k}", f"run {s.label}") for k, s in enumerate(sources) if s.kind == "run"]
+    return '<p class="note">Contents: ' + " · ".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in links) + "</p>"
 
 
 def _gallery(sources: list[Source]) -> list[str]:
@@ -597,7 +605,7 @@ def _gallery(sources: list[Source]) -> list[str]:
 
     options = "".join(f'<option value="{k}">{_e(s.label)}</option>' for k, s in enumerate(sources))
     out = [
-        "<h2>Gallery</h2>",
+        '<h2 id="sec-gallery">Gallery</h2>',
         '<p class="legend">Left of each pair: the frame with ' + swatch(HIT_COLOUR, "hit (circle)")
         + swatch(MISS_COLOUR, "miss (circle)") + swatch(FALSE_ALARM_COLOUR, "false alarm (square)")
         + "; right: pixels " + swatch(HIT_COLOUR, "ground truth and prediction")
