@@ -22,8 +22,11 @@ COMMANDS: list[str] = [
     "test",
     "evaluate",
     "robustness",
+    "cross_eval",
     "synth",
     "corrupt",
+    "dynamic",
+    "domain_synth",
     "models",
     "profile",
 ]

@@ -21,7 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data and metrics", ("irstd.data", "irstd.data.*", "irstd.metrics", "irstd.metrics.*")),
     (
         "detectors and corruptions",
-        ("irstd.models", "irstd.models.*", "irstd.classic", "irstd.classic.*", "irstd.corruptions", "irstd.corruptions.*"),
+        ("irstd.models", "irstd.models.*", "irstd.classic", "irstd.classic.*", "irstd.corruptions", "irstd.corruptions.*",
+         "irstd.domain", "irstd.domain.*"),
     ),
     (
         "engine core",

@@ -58,6 +58,17 @@ caches it on the dataset object:
 An explicit ``full_scale`` (``data.full_scale`` in a config, ``--full-scale`` on the command line)
 replaces the rule; each image is then checked against it when it is used.
 
+Target-free datasets
+--------------------
+A folder of frames that contain no target (unlabelled backgrounds, hard negatives, a false-alarm
+test set such as SIRST-v2-backgrounds) has no ``masks/``: its ground truth is all zero. It is read
+only when asked for explicitly, ``IRSTDDataset(root, target_free=True)``, so that a labelled
+dataset whose ``masks/`` went missing is still an error and never silently scores as target-free.
+The frames are ``<root>/images/*`` when that folder exists, else the image files of ``<root>``
+itself (:func:`target_free_images`); every item's mask is all ``False``. Without ``split`` or
+``ids`` the dataset holds every frame; a split needs an index file. :func:`is_target_free` is the
+auto-detection commands use (a folder of images without ``masks/``) and say they use.
+
 Bad input
 ---------
 Problems are reported as :class:`~irstd.errors.IRSTDError` naming the file and the problem.
@@ -104,11 +115,13 @@ __all__ = [
     "check_full_scale",
     "dataset_full_scale",
     "find_split_file",
+    "is_target_free",
     "list_splits",
     "load_sample",
     "normalize_image",
     "read_index_file",
     "read_split",
+    "target_free_images",
 ]
 
 PLAIN_TEST_FRACTION = 0.2
@@ -406,7 +419,8 @@ def dataset_full_scale(
         return check_full_scale(full_scale)
     from irstd.data.scale import full_scale_for_max
 
-    folder = _sub_folder(_dataset_root(root), "images")
+    root = _dataset_root(root)
+    folder = _sub_folder(root, "images") if (root / "images").is_dir() or not is_target_free(root) else root
     by_stem, _ = scan_image_folder(folder)
     kinds: dict[str, Path] = {}  # "8-bit" / "16-bit" / "float" -> first file of that kind
     peak = 0.0
@@ -558,10 +572,54 @@ def _listing(problems: Sequence[tuple[str, str]], limit: int = _MAX_LISTED) -> s
     return shown + (f"; ... and {more} more" if more > 0 else "")
 
 
+def target_free_images(root: str | os.PathLike) -> Path:
+    """The frames folder of a target-free dataset: ``root/images`` when it exists, else ``root``."""
+    root = _dataset_root(root)
+    return root / "images" if (root / "images").is_dir() else root
+
+
+def is_target_free(root: str | os.PathLike) -> bool:
+    """True when ``root`` is a folder of frames without ground truth: no ``masks/`` folder, and
+    image files in ``root/images`` (or in ``root`` itself when it has no ``images/``)."""
+    path = Path(root).expanduser()
+    if not path.is_dir() or (path / "masks").is_dir():
+        return False
+    folder = path / "images" if (path / "images").is_dir() else path
+    return bool(scan_image_folder(folder)[0])
+
+
+class _TargetFreeFiles:
+    """The frames of a target-free dataset folder (no masks), scanned once."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.images_dir = target_free_images(root)
+        self.images, self.ignored = scan_image_folder(self.images_dir)
+        if not self.images:
+            extensions = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+            raise IRSTDError(f"{self.images_dir}: no image files (looked for {extensions})")
+
+    def resolve(self, item: str) -> tuple[Path, None]:
+        images = self.images.get(item, [])
+        if len(images) > 1:
+            names = ", ".join(p.name for p in images)
+            raise IRSTDError(f"{self.images_dir}: several image files for id '{item}' ({names})")
+        if not images:
+            raise IRSTDError(f"{self.images_dir}: no image file for id '{item}'")
+        return images[0], None
+
+
+def _load(image_path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    if mask_path is None:  # target-free: the ground truth is empty
+        image = read_image(image_path)
+        return image, np.zeros(image.shape, dtype=bool)
+    return load_sample(image_path, mask_path)
+
+
 def _check_one(files: _Files, item: str) -> str | None:
     try:
         image_path, mask_path = files.resolve(item)
-        load_sample(image_path, mask_path)
+        _load(image_path, mask_path)
     except IRSTDError as exc:
         return str(exc)
     return None
@@ -580,6 +638,8 @@ class IRSTDDataset(Dataset):
         skip_bad: decode every sample now, drop the bad ones and list them in :attr:`skipped`;
             otherwise only file existence is checked now and the first bad sample raises on load.
         full_scale: the intensity full scale, overriding :func:`dataset_full_scale`'s rule.
+        target_free: a folder of frames without ``masks/`` (module docstring): every mask is
+            empty; neither ``split`` nor ``ids`` gives every frame.
 
     Items are dicts ``{"image": FloatTensor 1xHxW (normalised), "mask": FloatTensor 1xHxW in
     {0, 1}, "id": str}`` at the original size unless the transform crops.
@@ -603,11 +663,26 @@ class IRSTDDataset(Dataset):
         transform: Transform | None = None,
         skip_bad: bool = False,
         full_scale: float | None = None,
+        target_free: bool = False,
     ):
         self.root = _dataset_root(root)
         self._full_scale = None if full_scale is None else check_full_scale(full_scale)
-        files = _Files(self.root)
-        items, self.source, self.split = _ids_and_source(self.root, split, ids)
+        self.target_free = bool(target_free)
+        if self.target_free:
+            files = _TargetFreeFiles(self.root)
+            if split is None and ids is None:
+                items, self.source, self.split = sorted(files.images), f"{files.images_dir} (target-free, all frames)", None
+            else:
+                if split is not None and find_split_file(self.root, split) is None:
+                    # the plain-folder 80/20 rule is for labelled data; frames are all or listed
+                    raise IRSTDError(
+                        f"{self.root}: a target-free folder without index files has no split "
+                        f"'{split}'; give no split (every frame) or the ids"
+                    )
+                items, self.source, self.split = _ids_and_source(self.root, split, ids)
+        else:
+            files = _Files(self.root)
+            items, self.source, self.split = _ids_and_source(self.root, split, ids)
         self.transform = transform
         self.skip_bad = bool(skip_bad)
         self.ignored_files = files.ignored
@@ -667,8 +742,8 @@ class IRSTDDataset(Dataset):
         """Path of the image file of id ``item``."""
         return self._lookup(item)[0]
 
-    def mask_path(self, item: str) -> Path:
-        """Path of the mask file of id ``item``."""
+    def mask_path(self, item: str) -> Path | None:
+        """Path of the mask file of id ``item`` (``None`` in a target-free dataset)."""
         return self._lookup(item)[1]
 
     def _lookup(self, item: str) -> tuple[Path, Path]:
@@ -680,7 +755,7 @@ class IRSTDDataset(Dataset):
     def load_arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Raw ``(image native dtype HxW, mask bool HxW)`` of item ``index``, no normalisation."""
         item = self.ids[index]
-        return load_sample(*self._lookup(item))
+        return _load(*self._lookup(item))
 
     def item_rng(self, index: int) -> np.random.Generator:
         """The generator handed to the transform for item ``index`` (draws from torch's RNG)."""

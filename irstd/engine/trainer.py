@@ -292,6 +292,7 @@ class Trainer:
             run_dir=self.run_dir,
             amp=self.amp,
             config=cfg,
+            train_data=self.train_set.base,
         )
         self.strategy.setup(self.model, self.ctx)
 

@@ -30,7 +30,7 @@ from irstd.errors import IRSTDError
 from irstd.registry import Registry
 
 # Modules that register models on import. One file per architecture.
-_MODEL_MODULES = ["dnanet", "uiunet", "istdunet", "acm", "alcnet", "rdian", "agpcnet", "sctransnet", "isnet", "hcfnet", "sfim_dnanet", "litenet"]
+_MODEL_MODULES = ["dnanet", "uiunet", "istdunet", "acm", "alcnet", "rdian", "agpcnet", "sctransnet", "isnet", "hcfnet", "sfim_dnanet", "litenet", "ivanistd"]
 
 # Network factories by name. Per-model facts, shown by `irstd models` and checked by the tests: the
 # reference parameter count of the public implementation (1 input channel) and where it comes from.

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 # Modules that register strategies on import (one file per strategy).
-_STRATEGY_MODULES = ["supervised", "hrl"]
+_STRATEGY_MODULES = ["supervised", "hrl", "wcs", "rnil"]
 # Strategy classes by name, for ``strategy.name``.
 STRATEGIES = Registry("strategy", modules=[f"irstd.strategies.{m}" for m in _STRATEGY_MODULES])
 
@@ -81,6 +81,9 @@ class StepContext:
         logs: scalar values a strategy wants in the epoch log (``{name: float}``), averaged per epoch.
         step_skipped: set by the trainer before :meth:`Strategy.after_step`: the detector's
             optimiser step was skipped (AMP's GradScaler found inf/NaN gradients).
+        train_data: the training samples as the trainer uses them (an :class:`irstd.data.IRSTDDataset`
+            of the carved training ids, un-augmented, original size), for strategies that score
+            them with the current model (WCS's hard-target selection); ``None`` outside the trainer.
     """
 
     device: torch.device
@@ -96,6 +99,7 @@ class StepContext:
     config: Any = None
     logs: dict[str, float] = field(default_factory=dict)
     step_skipped: bool = False
+    train_data: Any = None
 
     @property
     def is_main(self) -> bool:
