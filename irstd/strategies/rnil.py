@@ -146,16 +146,30 @@ class RNIL(Strategy):
         self.window = (_number("window", window[0], 1, 1e4, True), _number("window", window[1], 1, 1e4, True))
         self.library_size = N.LIBRARY_SIZE if library_size is None else _number("library_size", library_size, 1, 1e7, True)
         self.library = None
+        self.paths, self.full_scale = [], None
+        if self.noise == "real":
+            # Frames read and checked now, before the trainer makes the run directory: a bad folder
+            # leaves nothing behind. The library itself is built in setup (it needs the run seed).
+            from irstd.domain.frames import domain_frames, frames_full_scale
+
+            dy, dx = self.window
+
+            def check(path, image):
+                h, w = image.shape
+                if h < 2 * dy or w < 2 * dx:
+                    raise IRSTDError(f"{path}: frame of {w}x{h} pixels (WxH) is smaller than two-pixel noise windows "
+                                     f"(h/{dy} x w/{dx}) allow, at least {2 * dx}x{2 * dy} px")
+
+            self.paths = domain_frames(self.target)
+            self.full_scale = frames_full_scale(self.paths, check)
 
     def setup(self, model, ctx) -> None:
         self.in_chans = int(getattr(getattr(ctx.config, "model", None), "in_chans", 1) or 1)
         if self.noise != "real":
             return
-        from irstd.domain.frames import domain_frames, frames_full_scale
         from irstd.domain.noise import build_noise_library
 
-        paths = domain_frames(self.target)
-        self.library = build_noise_library(paths, frames_full_scale(paths), self.window, self.sigma_max,
+        self.library = build_noise_library(self.paths, self.full_scale, self.window, self.sigma_max,
                                            self.mu_min, self.library_size, ctx.seed)
 
     # ------------------------------------------------------------------------------- noise

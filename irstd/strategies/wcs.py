@@ -4,7 +4,8 @@ regions of unlabelled target-domain frames.
 
 Per run (:mod:`irstd.domain` does the image work):
 
-1. **Target domain** (``setup``): the unlabelled 70 % of the frame folder ``target``
+1. **Target domain** (when the strategy is built, before the run directory exists, so that a bad
+   folder leaves nothing behind): the unlabelled 70 % of the frame folder ``target``
    (:func:`irstd.domain.frames.domain_frames`; the held-out 30 % is never read), checked once;
    Background Region Detection of each frame on first use (:mod:`irstd.domain.brd`).
 2. **Paste set**: before the first selection every training target (the model cannot have
@@ -109,7 +110,11 @@ class WCSSampler:
         self._threshold = threshold
         self._given = {k: v for k, v in given.items() if v is not None}
         self.params = WCSParams(**self._given)  # early check of the values
-        self.domain = None
+        # The frames are read and checked here: the trainer builds strategies before it makes the
+        # run directory, so a bad frame folder leaves nothing behind.
+        from irstd.domain.synthesis import TargetDomain
+
+        self.domain = TargetDomain(self.target, self.params)
         self.hard: list[tuple[int, tuple[int, int, int, int]]] | None = None
         self.selections = 0
         self.pool: list[dict] | None = None
@@ -121,8 +126,6 @@ class WCSSampler:
 
     def setup(self, model, ctx) -> None:
         from dataclasses import replace
-
-        from irstd.domain.synthesis import TargetDomain
 
         cfg = ctx.config
         if ctx.train_data is None:
@@ -140,7 +143,7 @@ class WCSSampler:
         self.device = ctx.device
         self.total_epochs = int(getattr(getattr(cfg, "train", None), "epochs", 0) or 0)
         self.model = model  # on_epoch_end gets no model; the selection scores this one
-        self.domain = TargetDomain(self.target, self.params)
+        self.domain.params = self.params
         self.hard = None  # every target, until the first selection
         self.selections = 0
         self.pool = None
