@@ -31,8 +31,10 @@ setting of the eager path (``--threads``), re-read at every call.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -200,6 +202,26 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict:
     return _decode_metadata({p.key: p.value for p in proto.metadata_props})
 
 
+@contextlib.contextmanager
+def _native_stdout_silenced():
+    # torch's TorchScript exporter switches its C++ log on whatever the caller set (it tests the
+    # function _jit_is_onnx_log_enabled, not its result) and, when a symbolic fails, writes the
+    # whole IR graph, megabytes for a large network, to file descriptor 1. The IRSTDError says why.
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (embedded interpreters): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _trace_size(stride: int) -> tuple[int, int]:
     # Not square and not equal to the check size, so a frozen dimension shows up in the check.
     unit = max(int(stride), 8)
@@ -252,7 +274,7 @@ def export_onnx(
     sample = torch.randn(1, in_chans, h, w)
     buf = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _native_stdout_silenced():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 net,
