@@ -202,7 +202,9 @@ def main(argv=None) -> int:
     if errors:
         print("\nNot exported:\n")
         for r in errors:
-            print(f"- {r['error']}")
+            # the exporter's first sentence; the rest quotes the TorchScript IR
+            reason = r["error"].split(" [Caused by")[0].split(" Please ")[0].split(". Please")[0]
+            print(f"- {reason}")
     if lever_rows:
         print("\nLevers, default detector at 640x512:\n")
         print("| ORT setting | eager ms | ORT ms | ORT/eager |")

@@ -224,6 +224,24 @@ def test_irstd_train_on_a_dataset_without_masks_leaves_no_run_directory(tmp_path
     _assert_clean_failure(rc, capsys, before, tmp_path, "no mask file for id 'c'")
 
 
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.kwargs.no_such_arg=1", "bad model.kwargs"),
+        ("model.kwargs.fuse_act=tanh", "bad model.kwargs"),
+        ("strategy.kwargs.no_such_arg=1", "bad strategy.kwargs"),
+    ],
+)
+def test_irstd_train_with_bad_kwargs_leaves_no_run_directory(tmp_path, monkeypatch, capsys, override, message):
+    ds = tmp_path / "ds"
+    _tiny_dataset(ds)
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+    rc = main(["train", f"data.root={ds}", "model.name=litenet", "data.workers=0", "train.epochs=1", override,
+               "output.dir=runs"])
+    _assert_clean_failure(rc, capsys, before, tmp_path, message)
+
+
 # ------------------------------------------------------------------------------------ progress
 
 

@@ -166,6 +166,13 @@ class Trainer:
             for split in (cfg.data.train_split, cfg.data.test_split):
                 if split:
                     IRSTDDataset(root, split=split, skip_bad=cfg.data.skip_bad)
+        # Strategy and network are built here, also before the run directory, so that bad
+        # strategy.kwargs or model.kwargs leave nothing behind either. The strategy comes first: it
+        # decides what the batches carry, and this order of random draws is the one runs reproduce.
+        from irstd.strategies import create_strategy
+
+        self.strategy = create_strategy(cfg.strategy.name, **cfg.strategy.kwargs)
+        self._fresh_model = self._create_model()
         # Rank 0 names the directory (a timestamp); every rank then checks it, so that an error
         # stops all processes instead of leaving the others waiting for rank 0.
         path = self._run_dir_arg if self._run_dir_arg is not None else None
@@ -205,10 +212,6 @@ class Trainer:
                 _write_lines(ids_file, train_ids)
                 if val_ids:
                     _write_lines(val_file, val_ids)
-        # The strategy is built here (set up later) because it decides what the batches carry.
-        from irstd.strategies import create_strategy
-
-        self.strategy = create_strategy(cfg.strategy.name, **cfg.strategy.kwargs)
         with_raw = bool(getattr(self.strategy, "needs_raw", False))
         if with_raw and d.full_scale is None:
             self._record_full_scale(root)
@@ -257,14 +260,18 @@ class Trainer:
         if self.dist.is_main:
             save_config(self.cfg, self.run_dir / "config.yaml")
 
-    def _setup_model(self) -> None:
+    def _create_model(self) -> nn.Module:
         from irstd.models import create
 
         cfg = self.cfg
         try:
-            model = create(cfg.model.name, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
-        except TypeError as exc:
+            return create(cfg.model.name, in_chans=cfg.model.in_chans, **cfg.model.kwargs)
+        except (TypeError, ValueError) as exc:
             raise IRSTDError(f"model {cfg.model.name!r}: bad model.kwargs ({exc})") from None
+
+    def _setup_model(self) -> None:
+        cfg = self.cfg
+        model, self._fresh_model = self._fresh_model, None
         model.to(self.device)
         if self.dist.enabled:
             if cfg.train.sync_bn:
