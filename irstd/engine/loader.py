@@ -19,8 +19,9 @@
   whole image's mean and standard deviation in the same units, the statistics its normalised
   ``"image"`` was standardised with. Corruptions must act on the raw values, not on the normalised
   image, whose standardisation would undo brightness and contrast changes; the whole-image
-  statistics let a strategy standardise a corrupted crop as its whole corrupted image would be
-  (:func:`irstd.strategies.policy.standardize_corrupted`).
+  statistics let a strategy standardise a crop with added noise as its whole noisy image would be
+  (:func:`irstd.strategies.policy.standardize_corrupted`), and ``"key"`` (int64 ``[epoch, index]``)
+  lets it rebuild the crop from a changed whole image (:meth:`AugmentedDataset.recrop`).
 """
 
 from __future__ import annotations
@@ -90,7 +91,33 @@ class AugmentedDataset(Dataset):
             item["raw"] = torch.from_numpy(crop[None])
             item["raw_mean"] = torch.tensor(mean, dtype=torch.float32)
             item["raw_std"] = torch.tensor(std, dtype=torch.float32)
+            item["key"] = torch.tensor([epoch, index], dtype=torch.int64)
         return item
+
+    def recrop(self, key, image_fn) -> np.ndarray:
+        """Sample ``key = (epoch, index)``'s training crop, cut from ``image_fn(raw)`` instead of its image.
+
+        ``raw`` is the whole image as read (native dtype and range); ``image_fn`` returns an array
+        of the same shape (e.g. :func:`irstd.corruptions.apply` with the dataset's full scale). The
+        result is standardised as a whole image, then cropped, flipped and transposed exactly as
+        the sample was (same mask, same random stream): float32 ``h x w``, what the detector sees of
+        that whole image. Corruption training goes through here so that a corrupted input is the
+        one ``irstd robustness`` tests on (whole image corrupted, then standardised); a crop
+        corrupted alone can not be standardised that way (contrast uses the whole image's mean,
+        clipping and blur change its variance by an amount a crop does not tell).
+        """
+        from irstd.data import normalize_image
+
+        epoch, index = (int(v) for v in key)
+        raw, mask = self.base.load_arrays(index)
+        changed = np.asarray(image_fn(raw))
+        if changed.shape != raw.shape:
+            raise ValueError(f"recrop: image_fn changed the shape {raw.shape} -> {changed.shape}")
+        image = normalize_image(changed)
+        if self.transform is not None:
+            # the transform draws from the mask and the stream only, never from pixel values
+            image, _ = self.transform(image, mask, sample_rng(self.seed, epoch, index))
+        return np.ascontiguousarray(image, dtype=np.float32)
 
 
 def _unnormalized(image: np.ndarray, raw: np.ndarray, full_scale: float) -> tuple[np.ndarray, float, float]:

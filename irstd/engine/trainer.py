@@ -300,6 +300,7 @@ class Trainer:
             amp=self.amp,
             config=cfg,
             train_data=self.train_set.base,
+            train_crops=self.train_set,
         )
         self.strategy.setup(self.model, self.ctx)
 

@@ -30,9 +30,12 @@ A strategy that corrupts inputs sets the class attribute ``needs_raw = True``: t
 then also carries ``batch["raw"]``, the same crop before per-image standardisation, divided by the
 dataset's full scale (values in [0, 1]; the scale is recorded as ``data.full_scale`` in the run's
 config.yaml), and ``batch["raw_mean"]``, ``batch["raw_std"]``, the whole images' statistics in the
-same units. Corruptions must act on the raw crop and be standardised afterwards, since
-standardisation would otherwise undo brightness and contrast changes
-(:func:`irstd.strategies.policy.standardize_corrupted` does it as test time would).
+same units, and ``batch["key"]``, the samples' ``[epoch, index]``. Corruptions must act on raw
+intensities and be standardised afterwards, since standardisation would otherwise undo brightness
+and contrast changes: additive noise can be mixed into the raw crop and standardised with
+:func:`irstd.strategies.policy.standardize_corrupted` (RNIL); any other corruption goes through
+``ctx.train_crops.recrop(key, fn)``, which changes the whole image and cuts the sample's crop from
+it, as test time sees it (HRL).
 """
 
 from __future__ import annotations
@@ -84,6 +87,9 @@ class StepContext:
         train_data: the training samples as the trainer uses them (an :class:`irstd.data.IRSTDDataset`
             of the carved training ids, un-augmented, original size), for strategies that score
             them with the current model (WCS's hard-target selection); ``None`` outside the trainer.
+        train_crops: the augmented training set (:class:`irstd.engine.loader.AugmentedDataset`) the
+            batches come from; its ``recrop(batch["key"][i], fn)`` cuts sample i's crop from a changed
+            whole image (HRL corrupts whole images, as test time does); ``None`` outside the trainer.
     """
 
     device: torch.device
@@ -100,6 +106,7 @@ class StepContext:
     logs: dict[str, float] = field(default_factory=dict)
     step_skipped: bool = False
     train_data: Any = None
+    train_crops: Any = None
 
     @property
     def is_main(self) -> bool:

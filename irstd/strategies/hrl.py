@@ -13,18 +13,18 @@ severities (30 actions, :data:`irstd.corruptions.PAPER_002_CORRUPTIONS`). Per tr
 
 1. **Cooperated training of the detector** (:meth:`HRL.training_step`). For every image of the
    batch draw ``s_i ~ p_theta(. | x_i)`` (softmax of N_S's logits on the normalised clean crop),
-   corrupt the *un-normalised* crop (``batch["raw"]``, intensities / the dataset's full scale in
-   [0, 1], the scale ``irstd robustness`` corrupts test images with) with
-   :func:`irstd.corruptions.apply_batch`, and only then standardise: corrupting after the
-   per-image standardisation would let it undo brightness and contrast changes. Both inputs are
-   standardised as at test time, where the whole (corrupted) image is standardised with its own
-   statistics: the clean input ``x`` is the batch's ``image`` (the whole image's statistics,
-   exactly what supervised training sees), and ``x_hat`` uses the whole image's statistics
-   (``batch["raw_mean"]``, ``batch["raw_std"]``) moved by the change the corruption made on the
-   crop (:func:`~irstd.strategies.policy.standardize_corrupted`: ``mean + (mean(crop_c) -
-   mean(crop))``, ``var + var(crop_c) - var(crop)``). The crop's own statistics would differ from
-   the whole image's by the window (and by the padding where an image is smaller than the crop),
-   so clean and corrupted inputs would be on different scales. Clean and corrupted crops go
+   corrupt its *whole* raw image with :func:`irstd.corruptions.apply` at the dataset's full scale
+   (exactly what ``irstd robustness`` does to a test image), standardise the whole corrupted image
+   with its own statistics and cut the sample's crop from it with the sample's own crop, flips and
+   transposition (:meth:`irstd.engine.loader.AugmentedDataset.recrop`, through ``batch["key"]`` and
+   ``ctx.train_crops``). So x_hat is the crop of the input the detector gets at test time, and the
+   clean x (the batch's ``image``) is standardised the same way. Corrupting only the crop cannot
+   give that: contrast pulls towards the whole image's mean, and blur and clipping change the
+   whole image's variance by an amount the crop does not reveal (an earlier version estimated it
+   from the crop and, on crops that held more variance than their image, divided by a near-zero
+   deviation: inputs of 1e5 that ruined BatchNorm's running statistics; IoU 0 in evaluation).
+   The cost is one whole-image corruption per sample in the main process (at most ~30 ms for a
+   640x512 frame, :mod:`benchmarks.bench_corruptions`). Clean and corrupted crops go
    through the detector as one batch ``[x; x_hat]`` (Algorithm 1, line 3; BatchNorm statistics
    cover both halves), and the trainer steps
    the detector (Adam 5e-4 in the paper) on ``L^D = L(x) + lambda L(x_hat)``, ``lambda = 1``.
@@ -95,6 +95,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -110,10 +111,9 @@ from irstd.strategies.policy import (
     action_space,
     group_mask,
     normalize_batch,
-    standardize_corrupted,
 )
 
-__all__ = ["HRL", "POLICIES", "REWARDS", "normalize_batch", "standardize_corrupted", "policy_table", "plot_policy"]
+__all__ = ["HRL", "POLICIES", "REWARDS", "normalize_batch", "policy_table", "plot_policy"]
 
 POLICIES = ("learned",) + FIXED_POLICIES
 REWARDS = ("updated", "pre_update")
@@ -263,30 +263,35 @@ class HRL(Strategy):
         return logp.detach().exp(), logp
 
     def training_step(self, model, batch, loss_fn, ctx):
-        from irstd.corruptions import apply_batch
+        from irstd.corruptions import apply
         from irstd.engine.evaluator import model_input
 
-        raw = batch.get("raw")
-        missing = [k for k in ("raw", "raw_mean", "raw_std") if batch.get(k) is None]
-        if missing:
+        keys, crops = batch.get("key"), getattr(ctx, "train_crops", None)
+        if keys is None or crops is None:
             raise IRSTDError(
-                f"strategy hrl: the batch has no {' / '.join(repr(k) for k in missing)} entry "
-                "(un-normalised crops and their whole images' statistics); "
-                "the trainer adds them for strategies with needs_raw = True"
+                "strategy hrl: needs batch['key'] and ctx.train_crops (the trainer's augmented training "
+                "set) to corrupt whole images as test time does; the trainer provides both for "
+                "strategies with needs_raw = True"
             )
         x, y = batch["image"], batch["mask"]
         n = x.shape[0]
         gen = ctx.generator()
         probs, logp = self._probabilities(x)
         actions = torch.multinomial(probs.detach().float().cpu().contiguous(), 1, generator=gen).squeeze(1)
-        # corruption noise on the data's device, from a seed drawn from the step's generator
-        noise_gen = torch.Generator(device=raw.device)
-        noise_gen.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        seeds = torch.randint(0, 2**62, (n,), generator=gen).tolist()
         chosen = [self.actions[i] for i in actions.tolist()]
-        corrupted = apply_batch(
-            raw.float(), [c for c, _ in chosen], [s for _, s in chosen], noise_gen, levels=self.levels
-        )
-        x_hat = standardize_corrupted(corrupted, raw.float(), batch["raw_mean"], batch["raw_std"]).to(x.dtype)
+        scale = float(crops.full_scale)
+        x_hat = torch.from_numpy(
+            np.stack(
+                [
+                    crops.recrop(
+                        key.tolist(),
+                        partial(apply, name=c, severity=sev, seed=seed, levels=self.levels, full_scale=scale),
+                    )
+                    for key, (c, sev), seed in zip(keys.cpu(), chosen, seeds)
+                ]
+            )[:, None]
+        ).to(device=x.device, dtype=x.dtype)
         with ctx.autocast():
             out = model(model_input(torch.cat([x, x_hat]), self.in_chans))
         out_clean, out_hat = _split(out, n)
@@ -297,7 +302,7 @@ class HRL(Strategy):
         # after_step gets no loss argument: keep the trainer's for the reward measurement
         pending = {
             "probs": probs.detach(),
-            "corrupted": corrupted,
+            "seeds": seeds,
             "x_hat": x_hat,
             "mask": y,
             "reward": per_sample,

@@ -70,13 +70,18 @@ def standardize_corrupted(
     on the crop::
 
         mean_c = mean + (mean(crop_c) - mean(crop))
-        var_c  = max(std**2 + var(crop_c) - var(crop), eps**2)
-        x_hat  = (crop_c - mean_c) / sqrt(var_c)
+        var_c  = std**2 + var(crop_c) - var(crop)          if the corruption added variance
+                 std**2 * var(crop_c) / var(crop)          if it removed variance
+        x_hat  = (crop_c - mean_c) / sqrt(max(var_c, eps**2))
 
-    Exact for a shift (brightness without clipping: ``x_hat`` is the clean standardised crop,
-    as the whole shifted image's would be) and for independent zero-mean noise in expectation (its
-    variance adds to the image's); for contrast, blur or clipping it assumes the crop changed like
-    the rest of the image. With ``corrupted == clean`` it is the plain whole-image standardisation.
+    Added variance (noise) is added: exact for independent zero-mean noise in expectation.
+    Removed variance (contrast, blur, clipping) is removed in proportion: exact for a contrast
+    change, and bounded for the rest. Subtracting it instead, as an earlier version did, drove
+    ``var_c`` to the floor whenever the crop held more variance than its whole image (a crop on a
+    bright target, blurred or contrast-reduced): ``x_hat`` reached 1e5 and wrecked BatchNorm's
+    running statistics, so the HRL detector scored IoU 0 in evaluation. A shift (brightness without
+    clipping) leaves ``x_hat`` equal to the clean standardised crop, as the whole shifted image's
+    would be. With ``corrupted == clean`` it is the plain whole-image standardisation.
 
     Args:
         corrupted, clean: ``B x C x H x W`` crops after and before the corruption.
@@ -104,7 +109,9 @@ def standardize_corrupted(
     m = mean.float().to(c.device).view(view)
     s = std.float().to(c.device).view(view)
     mean_c = m + (mc - mx)
-    var_c = (s.square() + vc - vx).clamp_min(float(eps) ** 2)
+    added = s.square() + (vc - vx)
+    removed = s.square() * (vc / vx.clamp_min(torch.finfo(vx.dtype).tiny))
+    var_c = torch.where(vc >= vx, added, removed).clamp_min(float(eps) ** 2)
     return (c - mean_c) / var_c.sqrt()
 
 
