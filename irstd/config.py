@@ -82,6 +82,9 @@ class DataConfig:
     are padded); ``target_prob`` the probability that a crop contains a target. ``full_scale`` is
     the intensity full scale corruptions act relative to (null: the dataset's rule,
     :func:`irstd.data.dataset.dataset_full_scale`; a corruption-based run records the value used).
+    ``extra`` lists further training sources that fill a share of every batch
+    (:mod:`irstd.data.mixed`): ``[{root: DIR, share: 0.125, split: train}, ...]``; a folder without
+    ``masks/`` gives hard negatives (its unlabelled 70 % only). Validation and test use ``root`` only.
     """
 
     root: str | None = None
@@ -95,6 +98,7 @@ class DataConfig:
     workers: int = 2
     skip_bad: bool = False
     full_scale: float | None = None
+    extra: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -369,6 +373,14 @@ def _check_values(cfg: Config, source: str) -> None:
         bad("optim.betas must have two values")
     if not 0.0 <= cfg.eval.threshold <= 1.0:
         bad(f"eval.threshold must be in [0, 1]; got {cfg.eval.threshold}")
+    from irstd.data.mixed import batch_counts, parse_extra
+
+    try:
+        extra = parse_extra(cfg.data.extra)
+        if extra:
+            batch_counts([e.share for e in extra], cfg.train.batch_size)
+    except IRSTDError as exc:
+        bad(str(exc))
 
 
 def config_from_dict(data: dict, source: str = "<config>") -> Config:

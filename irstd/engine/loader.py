@@ -32,10 +32,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from irstd.engine.seed import epoch_permutation, sample_rng
+from irstd.engine.seed import epoch_permutation, mix_rng, sample_rng
 
 __all__ = ["AugmentedDataset", "EpochBatchSampler", "steps_per_epoch"]
-
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     """Global optimisation steps per epoch for ``n`` samples (remainder dropped, at least 1)."""
@@ -137,24 +136,34 @@ class EpochBatchSampler(Sampler):
     """Yields this process's batches of ``(epoch, index)`` keys for the current epoch.
 
     Args:
-        n: number of training samples.
+        n: number of training samples (of the main dataset).
         batch_size: global batch size, divisible by ``world_size``.
         seed: run seed.
         rank, world_size: DDP position.
+        extra: ``(size, per_batch)`` of each extra source (:class:`irstd.data.mixed.MixedDataset`,
+            indices after the main dataset's, sources in order). Every global batch then holds
+            ``per_batch`` samples of each source, drawn uniformly with replacement from
+            ``(seed, epoch, step)``, and ``batch_size - sum(per_batch)`` main samples in the
+            epoch's permutation; the batch is shuffled by the same stream, so that every DDP slice
+            gets a mix. An epoch is still one pass over the main dataset.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1, extra=()):
         if n < 1:
             raise ValueError("no training samples")
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+        self.extra = [(int(size), int(k)) for size, k in extra]
+        self.main_per_batch = int(batch_size) - sum(k for _, k in self.extra)
+        if self.main_per_batch < 1 or any(size < 1 or k < 1 for size, k in self.extra):
+            raise ValueError(f"extra sources {self.extra} leave no room in a batch of {batch_size}")
         self.n = int(n)
         self.batch_size = int(batch_size)
         self.local_batch = self.batch_size // int(world_size)
         self.seed = int(seed)
         self.rank = int(rank)
         self.world_size = int(world_size)
-        self.steps = steps_per_epoch(self.n, self.batch_size)
+        self.steps = steps_per_epoch(self.n, self.main_per_batch)
         self.epoch = 0
         self.start_step = 0
 
@@ -166,10 +175,23 @@ class EpochBatchSampler(Sampler):
     def order(self, epoch: int) -> np.ndarray:
         """Global sample order of ``epoch``, ``steps * batch_size`` long."""
         perm = epoch_permutation(self.n, self.seed, epoch)
-        need = self.steps * self.batch_size
+        need = self.steps * self.main_per_batch
         if need > perm.size:  # fewer samples than one batch: repeat the order
             perm = np.resize(perm, need)
-        return perm[:need]
+        perm = perm[:need]
+        if not self.extra:
+            return perm
+        batches = []
+        offset0 = self.n
+        for step in range(self.steps):
+            rng = mix_rng(self.seed, epoch, step)
+            parts = [perm[step * self.main_per_batch : (step + 1) * self.main_per_batch]]
+            offset = offset0
+            for size, k in self.extra:
+                parts.append(offset + rng.integers(0, size, k))
+                offset += size
+            batches.append(rng.permutation(np.concatenate(parts)))
+        return np.concatenate(batches)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         order = self.order(self.epoch)

@@ -21,13 +21,14 @@ __all__ = [
     "seed_everything",
     "epoch_permutation",
     "sample_rng",
+    "mix_rng",
     "step_generator",
     "capture_rng_state",
     "restore_rng_state",
 ]
 
-# Distinct first words keep the three derived streams independent even for equal (seed, epoch, ...).
-_ORDER, _SAMPLE, _STEP = 0x5EED0001, 0x5EED0002, 0x5EED0003
+# Distinct first words keep the derived streams independent even for equal (seed, epoch, ...).
+_ORDER, _SAMPLE, _STEP, _MIX = 0x5EED0001, 0x5EED0002, 0x5EED0003, 0x5EED0004
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -49,6 +50,11 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     """Order of the ``n`` training samples in ``epoch`` (int64 array), a function of (seed, epoch) only."""
     return np.random.default_rng([_ORDER, int(seed), int(epoch)]).permutation(int(n))
+
+
+def mix_rng(seed: int, epoch: int, step: int) -> np.random.Generator:
+    """Generator for the extra-source samples of global batch ``step`` in ``epoch`` (``data.extra``)."""
+    return np.random.default_rng([_MIX, int(seed), int(epoch), int(step)])
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:

@@ -166,6 +166,7 @@ class Trainer:
             for split in (cfg.data.train_split, cfg.data.test_split):
                 if split:
                     IRSTDDataset(root, split=split, skip_bad=cfg.data.skip_bad)
+        self._extra_sources = self._open_extra_sources()
         # Strategy and network are built here, also before the run directory, so that bad
         # strategy.kwargs or model.kwargs leave nothing behind either. The strategy comes first: it
         # decides what the batches carry, and this order of random draws is the one runs reproduce.
@@ -218,6 +219,17 @@ class Trainer:
         base = IRSTDDataset(root, ids=train_ids, skip_bad=d.skip_bad, full_scale=d.full_scale)
         if base.skipped:
             self.log(base.skipped_summary())
+        self.train_data = base
+        extra = []
+        if self._extra_sources:
+            from irstd.data.mixed import MixedDataset, batch_counts
+
+            counts = batch_counts([e.share for e, _ in self._extra_sources], cfg.train.batch_size)
+            base = MixedDataset(base, [ds for _, ds in self._extra_sources])
+            extra = list(zip(base.sizes[1:], counts))
+            self.log("extra training sources: " + ", ".join(
+                f"{ds.root} ({len(ds)} {'target-free frames' if ds.target_free else 'samples'}, {k} per batch)"
+                for (_, ds), k in zip(self._extra_sources, counts)))
         transform = TrainTransform(d.crop_size, d.target_prob, d.flip, d.transpose)
         self.train_set = AugmentedDataset(base, transform, cfg.train.seed, with_raw=with_raw)
         self.val_set = IRSTDDataset(root, ids=val_ids, skip_bad=d.skip_bad) if val_ids else None
@@ -227,7 +239,7 @@ class Trainer:
                 f"train.batch_size {cfg.train.batch_size} is not divisible by the {self.dist.world_size} processes"
             )
         self.sampler = EpochBatchSampler(
-            len(self.train_set), cfg.train.batch_size, cfg.train.seed, self.dist.rank, self.dist.world_size
+            len(self.train_data), cfg.train.batch_size, cfg.train.seed, self.dist.rank, self.dist.world_size, extra
         )
         workers = d.workers
         loader_gen = torch.Generator()
@@ -240,6 +252,28 @@ class Trainer:
             persistent_workers=workers > 0,
             generator=loader_gen,
         )
+
+    def _open_extra_sources(self) -> list:
+        """The datasets of ``data.extra`` (absolute roots written back into the config): labelled
+        folders by their split, target-free folders by their unlabelled 70 % only."""
+        from irstd.data import IRSTDDataset
+        from irstd.data.mixed import parse_extra
+        from irstd.domain.frames import domain_frames
+
+        d = self.cfg.data
+        sources = []
+        for k, e in enumerate(parse_extra(d.extra)):
+            root = Path(e.root).expanduser()
+            if not root.is_dir():
+                raise IRSTDError(f"{root}: folder of data.extra[{k}] not found")
+            d.extra[k]["root"] = str(root.resolve())
+            if (root / "masks").is_dir():
+                ds = IRSTDDataset(root, split=e.split, skip_bad=d.skip_bad, full_scale=d.full_scale)
+            else:
+                stems = [p.stem for p in domain_frames(root)]
+                ds = IRSTDDataset(root, ids=stems, skip_bad=d.skip_bad, full_scale=d.full_scale, target_free=True)
+            sources.append((e, ds))
+        return sources
 
     def _record_full_scale(self, root: Path) -> None:
         """Corruptions act relative to the dataset's intensity full scale: rank 0 computes it once
@@ -299,7 +333,7 @@ class Trainer:
             run_dir=self.run_dir,
             amp=self.amp,
             config=cfg,
-            train_data=self.train_set.base,
+            train_data=self.train_data,
             train_crops=self.train_set,
         )
         self.strategy.setup(self.model, self.ctx)
@@ -475,7 +509,7 @@ class Trainer:
         self.log(
             f"run {self.run_dir}: {cfg.model.name} ({count_parameters(self.net) / 1e6:.3f} M params) on "
             f"{self.device}{' x' + str(self.dist.world_size) if self.dist.enabled else ''}, "
-            f"{len(self.train_set)} train / {len(self.val_set) if self.val_set else 0} val / "
+            f"{len(self.train_data)} train / {len(self.val_set) if self.val_set else 0} val / "
             f"{len(self.test_set) if self.test_set else 0} test images, {self.sampler.steps} steps/epoch"
         )
         for epoch in range(start_epoch, cfg.train.epochs):
