@@ -165,7 +165,10 @@ class TrainConfig:
     ``eval_interval``: validate every N epochs (and after the last). ``checkpoint_interval``: also save
     ``last`` every N iterations inside an epoch (0: only at epoch ends). ``device``: ``auto``,
     ``cpu``, ``cuda``, ``cuda:1``, ``mps``. ``amp`` applies on CUDA only. ``grad_clip``: max global
-    gradient norm (0: off). ``threads``: torch CPU threads (0: torch's default).
+    gradient norm (0: off). ``threads``: torch CPU threads (0: torch's default). ``ema``: decay of
+    an exponential moving average of the weights per optimiser step (0: off; e.g. 0.999), with the
+    warm-up ``min(ema, (1 + t) / (10 + t))`` after t steps; when on, validation, the best checkpoint,
+    the test and ``last/model.safetensors`` use the averaged weights (:mod:`irstd.engine.ema`).
     """
 
     epochs: int = 100
@@ -180,6 +183,7 @@ class TrainConfig:
     progress: bool = True
     threads: int = 0
     sync_bn: bool = False
+    ema: float = 0.0
 
 
 @dataclass
@@ -363,6 +367,8 @@ def _check_values(cfg: Config, source: str) -> None:
     ):
         if getattr(getattr(cfg, section), key) < lo:
             bad(f"{section}.{key} must be >= {lo}")
+    if not 0.0 <= cfg.train.ema < 1.0:
+        bad(f"train.ema must be in [0, 1) (0: off); got {cfg.train.ema}")
     if cfg.optim.lr <= 0:
         bad("optim.lr must be > 0")
     if cfg.schedule.min_lr < 0 or cfg.schedule.warmup_epochs < 0:

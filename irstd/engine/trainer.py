@@ -319,6 +319,16 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.schedule, self.sampler.steps, cfg.train.epochs)
         self.amp = bool(cfg.train.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.ema = None
+        if cfg.train.ema > 0:
+            from irstd.engine.ema import ModelEma
+
+            self.ema = ModelEma(self.net, cfg.train.ema)
+
+    @property
+    def eval_net(self) -> nn.Module:
+        """The network validation, the best checkpoint and the test score: the EMA copy when on."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _setup_strategy(self) -> None:
         from irstd.strategies import StepContext
@@ -368,15 +378,14 @@ class Trainer:
             "global_step": self.global_step,
             "best": self.best,
         }
-        ckpt.write_checkpoint_dir(
-            self.run_dir,
-            "last",
-            {
-                "model.safetensors": ckpt.weights_bytes(self.net, meta),
-                "state.pt": ckpt.state_bytes(state),
-                "info.json": json.dumps(info, indent=2).encode(),
-            },
-        )
+        files = {
+            "model.safetensors": ckpt.weights_bytes(self.ema.module if self.ema is not None else self.net, meta),
+            "state.pt": ckpt.state_bytes(state),
+            "info.json": json.dumps(info, indent=2).encode(),
+        }
+        if self.ema is not None:  # model.safetensors is the deployable (averaged) network
+            files["train_weights.safetensors"] = ckpt.weights_bytes(self.net, meta)
+        ckpt.write_checkpoint_dir(self.run_dir, "last", files)
 
     def _save_best(self, epoch: int, val: dict) -> None:
         if not self.dist.is_main:
@@ -387,7 +396,7 @@ class Trainer:
             self.run_dir,
             "best",
             {
-                "model.safetensors": ckpt.weights_bytes(self.net, meta),
+                "model.safetensors": ckpt.weights_bytes(ckpt.unwrap(self.eval_net), meta),
                 "info.json": json.dumps(info, indent=2, default=float).encode(),
             },
         )
@@ -402,7 +411,13 @@ class Trainer:
                 f"{last}: the run had {state['steps_per_epoch']} steps per epoch, this configuration gives "
                 f"{self.sampler.steps} (batch size or data changed); cannot resume exactly"
             )
-        ckpt.load_weights(self.net, last / "model.safetensors")
+        if self.ema is not None:
+            if not (last / "train_weights.safetensors").is_file():
+                raise IRSTDError(f"{last}: no train_weights.safetensors; the run was not trained with train.ema")
+            ckpt.load_weights(self.net, last / "train_weights.safetensors")
+            ckpt.load_weights(self.ema.module, last / "model.safetensors")
+        else:
+            ckpt.load_weights(self.net, last / "model.safetensors")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -564,6 +579,8 @@ class Trainer:
             ctx.step_skipped = self.scaler.is_enabled() and self.scaler.get_scale() < scale_before
             running["lr"] = self.scheduler.get_last_lr()[0]  # the rate this step used
             self.scheduler.step()
+            if self.ema is not None and not ctx.step_skipped:
+                self.ema.update(self.net, self.global_step)
             self.strategy.after_step(self.model, batch, ctx)
             self.global_step += 1
             step_in_epoch += 1
@@ -608,7 +625,7 @@ class Trainer:
         msg = f"epoch {epoch + 1}/{cfg.train.epochs} loss {loss_mean:.4f} ({row['images_per_s']:.1f} img/s)"
         if self.val_set is not None and ((epoch + 1) % cfg.train.eval_interval == 0 or last_epoch):
             val = evaluate(
-                self.model,
+                self.eval_net,
                 self.val_set,
                 self.device,
                 cfg.eval.threshold,
@@ -641,7 +658,7 @@ class Trainer:
             return {}
         folder = ckpt.checkpoint_dir(self.run_dir, which) if self.dist.is_main else self.run_dir / which
         du.barrier()
-        ckpt.load_weights(self.net, folder / "model.safetensors")
+        ckpt.load_weights(ckpt.unwrap(self.eval_net), folder / "model.safetensors")
         info_path = folder / "info.json"
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         if cfg.eval.save_test_masks:
@@ -649,7 +666,7 @@ class Trainer:
             metrics = None
             if self.dist.is_main:
                 metrics = evaluate(
-                    self.net,
+                    ckpt.unwrap(self.eval_net),
                     self.test_set,
                     self.device,
                     cfg.eval.threshold,
@@ -661,7 +678,7 @@ class Trainer:
             metrics = du.broadcast_object(metrics)
         else:
             metrics = evaluate(
-                self.model,
+                self.eval_net,
                 self.test_set,
                 self.device,
                 cfg.eval.threshold,
