@@ -242,12 +242,13 @@ def test_random_baseline_uses_every_corruption_uniformly(synth_root, tmp_path, o
     assert logp is None and torch.allclose(probs, torch.full((3, 30), 1 / 30))
 
 
-@pytest.mark.parametrize("normalize, lr", [(False, 0.05), (True, 0.01)])
-def test_reinforce_moves_the_policy_towards_the_most_damaging_corruption(normalize, lr, synth_root, tmp_path, one_thread):
+@pytest.mark.parametrize("normalize, lr, opt", [(False, 0.05, "sgd"), (True, 0.01, "sgd"), (True, 0.01, "adam")])
+def test_reinforce_moves_the_policy_towards_the_most_damaging_corruption(normalize, lr, opt, synth_root, tmp_path, one_thread):
     """With a reward of 1 for Gaussian noise and 0 otherwise, gradient ascent favours Gaussian noise."""
     cfg = load_config(None, ["loss.name=softiou"])
     model = _model()
-    strat = create_strategy("hrl", policy_lr=lr, entropy_coef=0.0, normalize_advantage=normalize)
+    strat = create_strategy("hrl", policy_lr=lr, entropy_coef=0.0, normalize_advantage=normalize,
+                            policy_optimizer=opt)
     ctx = _ctx(tmp_path, cfg, crops=_crops(synth_root))
     strat.setup(model, ctx)
     chosen = {}
@@ -267,6 +268,31 @@ def test_reinforce_moves_the_policy_towards_the_most_damaging_corruption(normali
         marg.append(float(p[:3].sum()))  # gaussian_noise s1..s3
     assert marg[0] < 0.2 and marg[-1] > 0.7  # from about 0.1 (uniform) to a clear majority
     assert marg[-1] > marg[len(marg) // 2] > marg[0]
+
+
+def test_gain_signal_is_the_loss_increase_over_the_clean_input(synth_root, tmp_path, one_thread):
+    """signal=gain: the policy's reward is the updated detector's eval-mode loss on x_hat minus its
+    loss on the clean x, image by image."""
+    cfg = load_config(None, ["loss.name=softiou"])
+    loss_fn = build_loss(cfg.loss)
+    model = _model()
+    strat = create_strategy("hrl", policy_lr=0.05, signal="gain")
+    ctx = _ctx(tmp_path, cfg, crops=_crops(synth_root))
+    strat.setup(model, ctx)
+    batch = _batch(synth_root)
+    strat.training_step(model, batch, loss_fn, ctx)
+    pending = strat._pending
+    with torch.no_grad():
+        model.eval()
+        expected = loss_fn(model(pending["x_hat"]), batch["mask"], reduction="none") - loss_fn(
+            model(batch["image"]), batch["mask"], reduction="none")
+        model.train()
+    strat.after_step(model, batch, ctx)
+    assert ctx.logs["reward"] == pytest.approx(float(expected.mean()), abs=1e-6)
+    with pytest.raises(IRSTDError, match="signal"):
+        create_strategy("hrl", signal="profit")
+    with pytest.raises(IRSTDError, match="policy_optimizer"):
+        create_strategy("hrl", policy_optimizer="lbfgs")
 
 
 def test_bad_kwargs_are_clear_errors():

@@ -117,6 +117,7 @@ __all__ = ["HRL", "POLICIES", "REWARDS", "normalize_batch", "policy_table", "plo
 
 POLICIES = ("learned",) + FIXED_POLICIES
 REWARDS = ("updated", "pre_update")
+SIGNALS = ("loss", "gain")
 # Leading columns of a history row; the per-action probabilities follow, then the trailing stats.
 _HEAD = ("epoch", "step", "steps")
 _TAIL = ("reward", "baseline", "entropy")
@@ -158,6 +159,11 @@ class HRL(Strategy):
         entropy_coef: beta >= 0, weight of the entropy bonus.
         reward: ``updated`` (detector after its step, Algorithm 1) or ``pre_update``.
         normalize_advantage: divide advantages by the moving standard deviation of the rewards.
+        signal: what the policy maximises per image: ``loss`` (default, paper 002: the detector's
+            loss on x_hat) or ``gain`` (that loss minus the same detector's loss on the clean x,
+            which removes each image's own difficulty from the reward's noise; the ``reward`` and
+            ``baseline`` logs are then gains).
+        policy_optimizer: ``sgd`` (paper 002) or ``adam`` for the strategy network.
         log_every: iterations per policy.csv row (0: one row per epoch).
         plot: write policy.png at every epoch end.
     """
@@ -180,6 +186,8 @@ class HRL(Strategy):
         entropy_coef: float = 0.01,
         reward: str = "updated",
         normalize_advantage: bool = False,
+        signal: str = "loss",
+        policy_optimizer: str = "sgd",
         log_every: int = 0,
         plot: bool = True,
     ):
@@ -213,6 +221,12 @@ class HRL(Strategy):
         if self.reward not in REWARDS:
             raise IRSTDError(f"strategy.kwargs.reward: unknown {reward!r}; use {' or '.join(REWARDS)}")
         self.normalize_advantage = bool(normalize_advantage)
+        self.signal = str(signal).lower()
+        if self.signal not in SIGNALS:
+            raise IRSTDError(f"strategy.kwargs.signal: unknown {signal!r}; use {' or '.join(SIGNALS)}")
+        self.policy_optimizer = str(policy_optimizer).lower()
+        if self.policy_optimizer not in ("sgd", "adam"):
+            raise IRSTDError(f"strategy.kwargs.policy_optimizer: sgd or adam, got {policy_optimizer!r}")
         self.log_every = int(_positive("log_every", log_every, allow_zero=True))
         self.plot = bool(plot)
         # fixed policies: probability vector over the actions (checked now, for an early error)
@@ -246,12 +260,17 @@ class HRL(Strategy):
                 len(self.actions), in_chans=1, width=self.policy_width, input_stride=self.policy_input_stride
             )
         self.net.to(ctx.device).train()
-        self.optimizer = torch.optim.SGD(
-            self.net.parameters(),
-            lr=self.policy_lr,
-            momentum=self.policy_momentum,
-            weight_decay=self.policy_weight_decay,
-        )
+        if self.policy_optimizer == "adam":
+            self.optimizer = torch.optim.Adam(
+                self.net.parameters(), lr=self.policy_lr, weight_decay=self.policy_weight_decay
+            )
+        else:
+            self.optimizer = torch.optim.SGD(
+                self.net.parameters(),
+                lr=self.policy_lr,
+                momentum=self.policy_momentum,
+                weight_decay=self.policy_weight_decay,
+            )
 
     # ------------------------------------------------------------------------------- iteration
 
@@ -299,13 +318,15 @@ class HRL(Strategy):
         loss_hat = loss_fn(out_hat, y)
         with torch.no_grad():
             per_sample = loss_fn(out_hat, y, reduction="none").detach().float()
+            clean_sample = loss_fn(out_clean, y, reduction="none").detach().float() if self.signal == "gain" else None
         # after_step gets no loss argument: keep the trainer's for the reward measurement
         pending = {
             "probs": probs.detach(),
             "seeds": seeds,
             "x_hat": x_hat,
+            "x": x,
             "mask": y,
-            "reward": per_sample,
+            "reward": per_sample if clean_sample is None else per_sample - clean_sample,
             "loss_fn": loss_fn,
         }
         if logp is not None:
@@ -349,6 +370,8 @@ class HRL(Strategy):
         learned = self.net is not None
         if learned and self.reward == "updated":
             reward = self._reward_pass(model, p["x_hat"], p["mask"], p["loss_fn"], ctx)
+            if self.signal == "gain":
+                reward = reward - self._reward_pass(model, p["x"], p["mask"], p["loss_fn"], ctx)
         else:
             reward = p["reward"]
         if learned:
