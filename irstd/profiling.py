@@ -12,6 +12,10 @@ Numbers are measured, never looked up:
 * **Peak memory** is the growth of the process's peak resident set size (:func:`peak_rss_mb`) from just
   after the model and input are built to the end of the runs on CPU (activations and workspace), or ``torch.cuda.max_memory_allocated`` on CUDA. ``ru_maxrss`` only grows, so
   each model is profiled in a fresh subprocess when several are profiled in one call.
+
+Diffusion models (``irstd_diff``) cost one conditional-encoder pass per image plus one denoiser
+pass per sampling step and ensemble member: :func:`profile_diffusion` counts both parts and times
+whole images at each step count.
 """
 
 from __future__ import annotations
@@ -46,13 +50,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
-def count_flops(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """FLOPs of one forward pass of ``model`` on ``x`` as counted by PyTorch's flop counter."""
+def count_flops(model, x: torch.Tensor | None = None) -> int:
+    """FLOPs of one forward pass of ``model`` on ``x`` (or of the call ``model()`` without ``x``) as
+    counted by PyTorch's flop counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(x)
+        model() if x is None else model(x)
     return int(counter.get_total_flops())
 
 
@@ -65,6 +70,7 @@ def profile_model(
     warmup: int = 3,
     device: str | torch.device | None = None,
     channels_last: bool = False,
+    model_kwargs: dict | None = None,
 ) -> dict:
     """Profile the zoo model ``name`` on a random ``batch x 1 x H x W`` input.
 
@@ -77,6 +83,7 @@ def profile_model(
         warmup: untimed runs before timing.
         device: ``None`` picks CUDA when available, else CPU.
         channels_last: run in the channels-last memory format.
+        model_kwargs: constructor keywords (default: the registered defaults).
 
     Returns:
         dict with ``model``, ``params`` (count), ``gflops``, ``median_ms``, ``p90_ms``,
@@ -86,7 +93,7 @@ def profile_model(
         torch.set_num_threads(int(threads))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
-    model = create(name).to(device)
+    model = create(name, **(model_kwargs or {})).to(device)
     params = count_parameters(model)  # of the trainable network: the fused copy has fewer, frozen
     model = fuse_for_inference(model)
     stride = int(getattr(model, "stride", 1))
@@ -131,6 +138,122 @@ def profile_model(
         "threads": torch.get_num_threads(),
         "device": str(device),
     }
+
+
+def samples_masks(name: str, model_kwargs: dict | None = None) -> bool:
+    """Whether zoo model ``name`` (with ``model_kwargs``) is a diffusion model that samples its masks."""
+    return bool(getattr(create(name, **(model_kwargs or {})), "can_sample", False))
+
+
+def _timed(fn, repeats: int, warmup: int, sync) -> list[float]:
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        sync()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append((time.perf_counter() - t0) * 1000)
+    return sorted(times)
+
+
+def profile_diffusion(
+    name: str = "irstd_diff",
+    size: tuple[int, int] = (256, 256),
+    steps: tuple[int, ...] = (10,),
+    sampler: str | None = None,
+    ensemble: int = 1,
+    batch: int = 1,
+    threads: int | None = None,
+    repeats: int = 3,
+    warmup: int = 1,
+    device: str | torch.device | None = None,
+    model_kwargs: dict | None = None,
+) -> dict:
+    """Profile a diffusion model: FLOPs of the conditional encoder (once per image) and of one
+    denoiser step, and per image at each step count; latency of whole images (sampling included).
+
+    Args:
+        name: registered diffusion model (``irstd_diff``).
+        size: input height and width in pixels; rounded up to the model's stride.
+        steps: sampling step counts to report.
+        sampler: ``ddpm``, ``ddim`` or ``dpm_solver`` (default: the model's).
+        ensemble: samples per image (each costs ``steps`` denoiser passes).
+        batch, threads, repeats, warmup, device, model_kwargs: as :func:`profile_model`.
+
+    Returns:
+        dict with ``model``, ``params``, ``sampler``, ``ensemble``, ``condition_gflops`` (per image
+        batch), ``step_gflops`` (one denoiser pass), ``rows`` (one per step count: ``steps``,
+        ``gflops`` = condition + steps * ensemble * step, ``median_ms``, ``p90_ms``), ``input``,
+        ``threads``, ``device``.
+    """
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(0)
+    model = create(name, **(model_kwargs or {})).to(device)
+    if not getattr(model, "can_sample", False):
+        raise ValueError(f"{name} does not sample masks: use profile_model")
+    params = count_parameters(model)
+    model = fuse_for_inference(model)
+    stride = int(getattr(model, "stride", 1))
+    h = -(-size[0] // stride) * stride
+    w = -(-size[1] // stride) * stride
+    x = torch.randn(batch, 1, h, w, device=device)
+    cond_flops = count_flops(lambda: model.condition(x))
+    _, latent = model.condition(x)
+    x_t = torch.randn(batch, 1, h, w, device=device)
+    t = torch.full((batch,), model.train_timesteps - 1, dtype=torch.long, device=device)
+    step_flops = count_flops(lambda: model.denoise(x_t, t, x, latent))
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    rows = []
+    for n in steps:
+        s = model.configure_sampling(sampler=sampler, steps=int(n), ensemble=int(ensemble))
+        times = _timed(lambda: model(x), repeats, warmup, sync)
+        rows.append(
+            {
+                "steps": int(n),
+                "gflops": (cond_flops + int(n) * int(ensemble) * step_flops) / 1e9,
+                "median_ms": statistics.median(times),
+                "p90_ms": times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))],
+            }
+        )
+    return {
+        "model": name,
+        "params": params,
+        "sampler": s["sampler"] if rows else sampler,
+        "ensemble": int(ensemble),
+        "condition_gflops": cond_flops / 1e9,
+        "step_gflops": step_flops / 1e9,
+        "rows": rows,
+        "input": [batch, 1, h, w],
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+
+
+def format_diffusion_table(result: dict) -> str:
+    """Markdown table of :func:`profile_diffusion`: one row per step count."""
+    shape = "x".join(str(v) for v in result["input"])
+    lines = [
+        f"{result['model']}: {result['params'] / 1e6:.3f} M params, input {shape}; conditional encoder "
+        f"{result['condition_gflops']:.2f} GFLOPs per image, denoiser {result['step_gflops']:.2f} GFLOPs per step",
+        "",
+        "| sampler | steps | ensemble | GFLOPs per image | median ms per image | p90 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {result['sampler']} | {r['steps']} | {result['ensemble']} | {r['gflops']:.2f} | {r['median_ms']:.1f} "
+            f"| {r['p90_ms']:.1f} |"
+        )
+    return "\n".join(lines)
 
 
 def profile_in_subprocess(name: str, **kwargs) -> dict:

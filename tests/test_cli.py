@@ -230,6 +230,8 @@ def test_irstd_train_on_a_dataset_without_masks_leaves_no_run_directory(tmp_path
         ("model.kwargs.no_such_arg=1", "bad model.kwargs"),
         ("model.kwargs.fuse_act=tanh", "bad model.kwargs"),
         ("strategy.kwargs.no_such_arg=1", "bad strategy.kwargs"),
+        ("strategy.name=diffusion", "is a discriminative network"),
+        ("model.name=irstd_diff", "use strategy.name: diffusion"),
     ],
 )
 def test_irstd_train_with_bad_kwargs_leaves_no_run_directory(tmp_path, monkeypatch, capsys, override, message):

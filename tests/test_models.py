@@ -9,8 +9,29 @@ import torch.nn.functional as F
 
 from irstd.models import count_parameters, create, fuse_for_inference, list_models, model_info
 
-EXPECTED = {"acm", "alcnet", "dnanet", "uiunet", "isnet", "rdian", "istdunet", "sctransnet", "hcfnet", "agpcnet"}
+EXPECTED = {"acm", "alcnet", "dnanet", "uiunet", "isnet", "rdian", "istdunet", "sctransnet", "hcfnet", "agpcnet",
+            "irstd_diff", "irstd_diff_ce"}
 HEAVY = {"uiunet"}  # > 40 M parameters: smaller inputs in the training smoke test
+# Generative networks (IRSTD-Diff, paper 001): trained through their own loss, reached as
+# model(image, mask, generator=...) -> {"loss": ...}, not through a logit output; their eval forward
+# samples a mask (seeded, so deterministic). Built here with few sampling steps: each step is one
+# denoiser pass, and the interface checks need no more.
+GENERATIVE = {"irstd_diff"}
+TEST_KWARGS = {"irstd_diff": {"steps": 1}}
+
+
+def _create(name: str, **kwargs):
+    return create(name, **{**TEST_KWARGS.get(name, {}), **kwargs})
+
+
+def _train_outputs(model, name: str, x: torch.Tensor, y: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Train-mode outputs to put a loss on: the logits (a list with deep supervision), or for a
+    generative network its training loss on ``y`` (an empty mask when not given), with fixed draws."""
+    if name in GENERATIVE:
+        y = torch.zeros_like(x[:, :1]) if y is None else y
+        return [model(x, y, generator=torch.Generator().manual_seed(0))["loss"]]
+    out = model(x)
+    return out if isinstance(out, list) else [out]
 
 
 def test_registry_names_present():
@@ -27,6 +48,8 @@ def test_unknown_model_is_a_clear_error():
 
 @pytest.fixture(params=sorted(list_models()))
 def name(request):
+    if request.param in GENERATIVE:
+        pytest.importorskip("diffusers", reason='the diffusion samplers need pip install "irstd[diffusion]"')
     return request.param
 
 
@@ -38,9 +61,13 @@ def _padded_size(h: int, w: int, stride: int) -> tuple[int, int]:
 # count, and the test above would compare the code with itself); their counts are derived below from
 # the architecture's layer widths instead.
 OWN_DESIGNS = {"litenet", "sfim_dnanet"}
+# Published without a count, and with a public implementation that differs from the paper (IRSTD-Diff:
+# the release's encoder pools once more than Table II and adds fusion blocks the paper does not
+# describe), so there is no reference to compare with; the CE's count is derived from Table II below.
+NO_PUBLISHED_COUNT = {"irstd_diff", "irstd_diff_ce"}
 
 
-@pytest.mark.parametrize("model_name", sorted(set(list_models()) - OWN_DESIGNS))
+@pytest.mark.parametrize("model_name", sorted(set(list_models()) - OWN_DESIGNS - NO_PUBLISHED_COUNT))
 def test_parameter_count_matches_reference(model_name):
     info = model_info(model_name)
     assert info["reference_params"], f"{model_name}: no reference parameter count registered"
@@ -52,8 +79,29 @@ def test_parameter_count_matches_reference(model_name):
 
 def test_only_own_designs_lack_a_reference_count():
     without = {n for n in list_models() if not model_info(n)["reference_params"]}
-    assert without == OWN_DESIGNS
-    assert all(model_info(n)["reference"] for n in OWN_DESIGNS)
+    assert without == OWN_DESIGNS | NO_PUBLISHED_COUNT
+    assert all(model_info(n)["reference"] for n in OWN_DESIGNS | NO_PUBLISHED_COUNT)
+
+
+def _rsu_params(height: int, cin: int, mid: int, cout: int) -> int:
+    """RSU of irstd/models/layers/rsu.py: bias-free 3x3 conv + BN units; conv_in (cin -> cout),
+    height - 1 encoder units (cout -> mid, then mid -> mid), the bottom unit (mid -> mid) and
+    height - 1 decoder units on concatenations (2 mid -> mid, the last 2 mid -> cout)."""
+    unit = lambda i, o: 9 * i * o + 2 * o  # noqa: E731
+    n = unit(cin, cout) + unit(cout, mid) + (height - 2) * unit(mid, mid) + unit(mid, mid)
+    return n + (height - 2) * unit(2 * mid, mid) + unit(2 * mid, cout)
+
+
+def test_irstd_diff_ce_parameter_count_from_table_ii():
+    """Paper 001's Table II (in / mid / out channels of the six encoder and five decoder RSU stages),
+    the six 3x3 side heads (with bias) on Decoder1..5 and Encoder6 and the 1x1 fusion of six logits."""
+    enc = [(7, 1, 16, 64), (6, 64, 16, 64), (5, 64, 32, 128), (4, 128, 32, 256), (4, 256, 32, 256), (4, 256, 64, 256)]
+    dec = [(4, 512, 64, 256), (4, 512, 32, 128), (5, 256, 32, 64), (6, 128, 16, 64), (7, 128, 16, 64)]
+    n = sum(_rsu_params(*s) for s in enc + dec)
+    n += sum(9 * c + 1 for c in (64, 64, 64, 128, 256, 256)) + 6 + 1
+    assert count_parameters(create("irstd_diff_ce")) == n
+    # the CE inside IRSTD-Diff at paper size is the same network (plus LIW when k > 0)
+    assert count_parameters(create("irstd_diff", size="paper", ne=False, liw_levels=0).ce) == n
 
 
 def _basic_block_params(cin: int, cout: int) -> int:
@@ -91,7 +139,7 @@ def test_litenet_parameter_count_from_its_layer_widths():
 @pytest.mark.parametrize("size", [(256, 256), (240, 320)])
 def test_eval_forward_shape_and_determinism(name, size):
     torch.manual_seed(0)
-    model = create(name).eval()
+    model = _create(name).eval()
     assert isinstance(model.stride, int) and model.stride >= 1
     h, w = _padded_size(*size, model.stride)
     x = torch.randn(1, 1, h, w)
@@ -106,15 +154,14 @@ def test_eval_forward_shape_and_determinism(name, size):
 
 def test_train_mode_output_structure_and_backward(name):
     torch.manual_seed(0)
-    model = create(name).train()
+    model = _create(name).train()
     s = model.stride
     h, w = _padded_size(64, 96, s)
-    out = model(torch.randn(2, 1, h, w))
-    outs = out if isinstance(out, list) else [out]
+    outs = _train_outputs(model, name, torch.randn(2, 1, h, w))
     assert isinstance(model.deep_supervision, bool)
     assert (len(outs) > 1) == model.deep_supervision
     for o in outs:
-        assert o.shape == (2, 1, h, w)
+        assert o.shape == (() if name in GENERATIVE else (2, 1, h, w))
     sum(o.mean() for o in outs).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads), f"{name}: some parameters received no gradient"
@@ -136,13 +183,15 @@ def _synthetic_batch(n: int, h: int, w: int, seed: int):
 
 def test_short_training_reduces_loss(name):
     torch.manual_seed(0)
-    model = create(name).train()
+    model = _create(name).train()
     size = 32 if name in HEAVY else 64
     h, w = _padded_size(size, size, model.stride)
     x, y = _synthetic_batch(4, h, w, seed=1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def loss_fn():
+        if name in GENERATIVE:  # the same timesteps and noise every time: the loss of one problem
+            return _train_outputs(model, name, x, y)[0]
         out = model(x)
         outs = out if isinstance(out, list) else [out]
         return sum(F.binary_cross_entropy_with_logits(o, y) for o in outs) / len(outs)
@@ -165,7 +214,7 @@ def _trained_like(name: str) -> torch.nn.Module:
     """A zoo network in eval mode whose BatchNorms have non-trivial statistics and affine maps (a fresh
     network's identity norms would hide a wrong fold)."""
     torch.manual_seed(0)
-    model = create(name)
+    model = _create(name)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d) and m.affine:
@@ -173,7 +222,7 @@ def _trained_like(name: str) -> torch.nn.Module:
                 m.bias.uniform_(-0.2, 0.2)
         model.train()
         h = max(64, 2 * model.stride)
-        model(torch.randn(2, 1, h, h))  # running statistics from data
+        _train_outputs(model, name, torch.randn(2, 1, h, h))  # running statistics from data
     return model.eval()
 
 
@@ -236,7 +285,7 @@ def test_in_place_data_edit_changes_the_no_grad_output(name):
 def test_size_not_a_multiple_of_the_stride_is_a_clear_error(name):
     from irstd.errors import IRSTDError
 
-    model = create(name).eval()
+    model = _create(name).eval()
     s = model.stride
     if s == 1:
         pytest.skip("stride 1: every size is a multiple")

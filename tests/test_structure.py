@@ -19,6 +19,8 @@ PACKAGE = Path(irstd.__file__).resolve().parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("irstd", "irstd.errors", "irstd._lazy", "irstd.registry")),
     ("data and metrics", ("irstd.data", "irstd.data.*", "irstd.metrics", "irstd.metrics.*")),
+    # the noise schedules and samplers of the diffusion models: below the networks that use them
+    ("diffusion samplers", ("irstd.diffusion", "irstd.diffusion.*")),
     (
         "detectors and corruptions",
         ("irstd.models", "irstd.models.*", "irstd.classic", "irstd.classic.*", "irstd.corruptions", "irstd.corruptions.*",

@@ -1,4 +1,5 @@
-"""Arguments shared by the commands that run a trained detector (predict, test, robustness)."""
+"""Arguments shared by the commands that run a trained detector (predict, test, robustness), and the
+diffusion models' sampling arguments (predict, test)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,40 @@ def add_model_source(parser: argparse.ArgumentParser, title: str) -> None:
     src.add_argument(
         "--checkpoint", choices=["auto", "best", "last"], default="auto", help="which checkpoint of --run (default: best, else last)"
     )
+
+
+def add_sampling_args(parser: argparse.ArgumentParser) -> None:
+    """``--sampler``, ``--steps``, ``--ensemble``, ``--seed``: how a diffusion model (irstd_diff)
+    samples its masks (read by :func:`sampling_from_args`); an error for any other model."""
+    g = parser.add_argument_group("diffusion sampling (irstd_diff only; default: the model's, DDIM with 10 steps)")
+    # dest names of their own: other commands have a --seed of another meaning (robustness, synth)
+    g.add_argument("--sampler", dest="sampling_sampler", metavar="NAME",
+                   help="ddpm, ddim (deterministic) or dpm_solver (DPM-Solver++)")
+    g.add_argument("--steps", dest="sampling_steps", type=int, metavar="N",
+                   help="denoising steps per sample, 1 .. T (T = 100 training timesteps)")
+    g.add_argument("--ensemble", dest="sampling_ensemble", type=int, metavar="K", help="average K samples per image (default 1)")
+    g.add_argument("--seed", dest="sampling_seed", type=int, metavar="S",
+                   help="seed of the sampling noise (default 0; one seed gives one mask)")
+
+
+_SAMPLING_KEYS = ("sampler", "steps", "ensemble", "seed")
+
+
+def sampling_from_args(args) -> dict:
+    """The sampling settings given on the command line (``{}`` when none, or the command has none)."""
+    return {k: getattr(args, f"sampling_{k}") for k in _SAMPLING_KEYS if getattr(args, f"sampling_{k}", None) is not None}
+
+
+def reject_sampling_for_method(args) -> None:
+    """Sampling settings with a classic ``--method``: one clear error instead of silently ignoring them."""
+    from irstd.errors import IRSTDError
+
+    given = sampling_from_args(args)
+    if given and getattr(args, "method", None):
+        raise IRSTDError(
+            f"--{', --'.join(sorted(given))}: sampling settings apply to diffusion models (irstd_diff), "
+            f"not to the classic method {args.method}"
+        )
 
 
 def model_kwargs(args) -> dict | None:
@@ -49,6 +84,7 @@ def load_detector_from_args(args, **extra):
         threshold=args.threshold,
         checkpoint=args.checkpoint,
         device=args.device,
+        sampling=sampling_from_args(args) or None,
         **extra,
     )
 

@@ -76,6 +76,12 @@ def run(args) -> int:
         checkpoint=args.checkpoint,
         device="cpu",
     )
+    if getattr(detector.model, "can_sample", False):
+        # a trace would freeze one sampler, step count and starting noise into the graph
+        raise IRSTDError(
+            f"{detector.name}: a diffusion model samples its mask in a loop of denoiser passes driven by a "
+            "diffusers scheduler, which irstd export does not write to ONNX; run it with irstd predict"
+        )
     spec = getattr(detector.model, "irstd_spec", None) or {"model": type(detector.model).__name__.lower(), "kwargs": {}}
     metadata = {
         "model": spec["model"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from irstd.commands.classic_args import add_method_source, classic_detector
-from irstd.commands.common import add_model_source, load_detector_from_args
+from irstd.commands.common import add_model_source, add_sampling_args, load_detector_from_args, reject_sampling_for_method
 
 DESCRIPTION = """\
 Detect infrared small targets in your own images (any size, PIL mode and bit depth). Without
@@ -30,6 +30,12 @@ Examples:
   irstd predict data/ --out det --run runs/nuaa_acm-20250101-120000 --threshold 0.4
   irstd predict data/ --out det-ipi --method ipi            # a classic method
   irstd predict data/ --out det --weights model.onnx         # ONNX Runtime (irstd export)
+  irstd predict data/ --out det --model irstd_diff --sampler ddim --steps 10   # shipped IRSTD-Diff
+  irstd predict data/ --out det --run runs/irstd_diff --sampler dpm_solver --steps 5 --ensemble 3
+
+--sampler, --steps, --ensemble and --seed set how a diffusion model (irstd_diff, paper 001) samples
+its masks; each costs one network evaluation per step and sample, so a frame takes about
+steps x ensemble times as long as one denoiser pass. They are an error for any other model.
 
 --weights FILE.onnx (written by irstd export) runs the network in ONNX Runtime on the CPU with the
 same normalisation, padding, tiling, threshold and outputs; it needs pip install "irstd[onnx]".
@@ -47,6 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     add_model_source(p, "model (default: the shipped detector)")
     add_method_source(p)
+    add_sampling_args(p)
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
     p.add_argument("--save-prob", action="store_true", help="write 16-bit probability maps")
     p.add_argument("--overlay", action="store_true", help="write RGB overlays with detections marked")
@@ -110,6 +117,7 @@ def run(args) -> int:
     from irstd.data.io import staged_dir
     from irstd.engine.predictor import predict_files
 
+    reject_sampling_for_method(args)
     paths = collect_inputs(args.inputs, args.recursive)
     if args.threads is not None:
         import torch

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from irstd.commands.classic_args import add_method_source, classic_detector
-from irstd.commands.common import add_model_source, dataset_and_split, load_detector_from_args
+from irstd.commands.common import (
+    add_model_source,
+    add_sampling_args,
+    dataset_and_split,
+    load_detector_from_args,
+    reject_sampling_for_method,
+)
 
 DESCRIPTION = """\
 Score a trained model on a dataset split: every metric (IoU, nIoU, PixAcc, Pd, Fa, F1, target and
@@ -27,6 +33,7 @@ Examples:
   irstd test --run runs/x --dataset ../shared/datasets/NUAA-SIRST --split test --out eval/x
   irstd test --model acm --weights ACM_NUAA.pth --dataset ../shared/datasets/NUAA-SIRST --out eval/acm
   irstd test --method ipi --dataset ../shared/datasets/NUAA-SIRST --out eval/ipi   # a classic method
+  irstd test --run runs/irstd_diff --sampler ddim --steps 5 --out eval/diff-ddim5   # a diffusion model
 """
 
 
@@ -39,6 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     add_model_source(p, "model (one of)")
     add_method_source(p)
+    add_sampling_args(p)
     p.add_argument("--dataset", metavar="DIR", help="dataset folder (default: the run's data.root)")
     p.add_argument("--split", default=None, help="split name (default: the run's data.test_split, else 'test')")
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/test-<dataset>-<split>, or ./test-<model>-<dataset>-<split>)")
@@ -86,6 +94,7 @@ def run(args) -> int:
     from irstd.metrics import match_targets
     from irstd.metrics.functional import binarize_prediction
 
+    reject_sampling_for_method(args)
     classic = classic_detector(args)
     if classic is None and args.run is None and args.weights is None:
         raise IRSTDError("give --run RUN_DIR or --weights FILE (with --model for foreign .pth files), or --method NAME")

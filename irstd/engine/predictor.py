@@ -15,6 +15,11 @@ Pipeline for one frame (:meth:`Detector.predict`):
 
 The default detector is the pair ``irstd/weights/default.safetensors`` + ``default.yaml`` (model
 name, kwargs, threshold, notes) shipped in the package; :func:`load_default_detector` loads it.
+Zoo models with weights of their own in the package (:data:`SHIPPED_MODELS`: ``irstd_diff``, as
+``irstd_diff.safetensors`` + ``irstd_diff.yaml``) load them when named without weights.
+
+Diffusion models (``irstd_diff``) sample their mask; ``sampling`` (sampler, steps, ensemble, seed)
+overrides the stored settings and is an error for any other model.
 """
 
 from __future__ import annotations
@@ -42,14 +47,24 @@ __all__ = [
     "ramp_weights",
     "load_detector",
     "load_default_detector",
+    "load_shipped_detector",
+    "apply_sampling",
     "predict_files",
     "DEFAULT_WEIGHTS",
     "DEFAULT_CARD",
+    "SHIPPED_MODELS",
 ]
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_WEIGHTS = _WEIGHTS_DIR / "default.safetensors"
 DEFAULT_CARD = _WEIGHTS_DIR / "default.yaml"
+# Zoo models that ship weights and a model card of their own:
+# name -> (weights, card, label, the bundled config that trains them).
+SHIPPED_MODELS = {
+    "irstd_diff": (
+        _WEIGHTS_DIR / "irstd_diff.safetensors", _WEIGHTS_DIR / "irstd_diff.yaml", "IRSTD-Diff", "nuaa_irstd_diff_cpu"
+    ),
+}
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -460,40 +475,97 @@ def _build_model(name: str, kwargs: dict, in_chans: int, where: str) -> nn.Modul
     return net
 
 
-def load_default_detector(device: str | torch.device | None = None, **overrides) -> Detector:
-    """The detector shipped with irstd (``irstd/weights/default.safetensors`` + ``default.yaml``).
-
-    ``default.yaml`` keys: ``model`` (required), ``kwargs``, ``in_chans`` (1), ``threshold`` (0.5),
-    ``tile`` (512), ``overlap`` (64); other keys (``normalization``, ``notes``, ``data``, ...) are
-    documentation and ignored. ``overrides`` replace ``threshold``, ``tile``, ``overlap``.
+def apply_sampling(net: nn.Module, sampling: dict | None, name: str) -> str:
+    """Set a diffusion model's sampling (``sampler``, ``steps``, ``ensemble``, ``seed``; ``None``
+    entries keep the stored value) and return a label of the settings in use (``""`` for a model
+    that does not sample).
 
     Raises:
-        IRSTDError: either file missing or malformed, weights not fitting the model.
+        IRSTDError: settings given for a model that does not sample, or out of range.
     """
+    given = {k: v for k, v in (sampling or {}).items() if v is not None}
+    if not getattr(net, "can_sample", False):
+        if given:
+            what = "the conditional encoder alone (ne: false)" if getattr(net, "generative", False) else "not a diffusion model"
+            raise IRSTDError(
+                f"--{', --'.join(sorted(given))}: sampling settings apply to diffusion models (irstd_diff); {name} is {what}"
+            )
+        return ""
+    s = net.configure_sampling(**given)
+    extra = f", ensemble {s['ensemble']}" if s["ensemble"] > 1 else ""
+    return f" [{s['sampler']} {s['steps']} steps{extra}, seed {s['seed']}]"
+
+
+def _load_card_detector(
+    weights: Path, card_path: Path, label: str, missing: str, device, sampling: dict | None, overrides: dict
+) -> Detector:
+    """A detector from a shipped weights file and its model card; ``missing`` words the error when
+    either file is absent."""
     import yaml
 
-    for path in (DEFAULT_CARD, DEFAULT_WEIGHTS):
+    for path in (card_path, weights):
         if not path.is_file():
-            raise IRSTDError(
-                f"{path}: the default detector is not installed (expected {DEFAULT_WEIGHTS.name} and "
-                f"{DEFAULT_CARD.name} in {_WEIGHTS_DIR}); pass --model NAME --weights FILE or --run RUN_DIR"
-            )
+            raise IRSTDError(missing)
     try:
-        card = yaml.safe_load(DEFAULT_CARD.read_text(encoding="utf-8")) or {}
+        card = yaml.safe_load(card_path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise IRSTDError(f"{DEFAULT_CARD}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        raise IRSTDError(f"{card_path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(card, dict) or not isinstance(card.get("model"), str):
-        raise IRSTDError(f"{DEFAULT_CARD}: needs a 'model' entry naming a zoo model")
+        raise IRSTDError(f"{card_path}: needs a 'model' entry naming a zoo model")
     in_chans = int(card.get("in_chans", 1))
-    model = _build_model(card["model"], card.get("kwargs") or {}, in_chans, str(DEFAULT_CARD))
-    load_weights(model, DEFAULT_WEIGHTS)
+    model = _build_model(card["model"], card.get("kwargs") or {}, in_chans, str(card_path))
+    load_weights(model, weights)
     settings = {
         "threshold": float(card.get("threshold", 0.5)),
         "tile": int(card.get("tile", 512)),
         "overlap": int(card.get("overlap", 64)),
     }
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    return Detector(model, device=device, in_chans=in_chans, name=f"default ({card['model']})", **settings)
+    tag = apply_sampling(model, sampling, f"{label} ({card['model']})")
+    return Detector(model, device=device, in_chans=in_chans, name=f"{label} ({card['model']}){tag}", **settings)
+
+
+def load_default_detector(
+    device: str | torch.device | None = None, sampling: dict | None = None, **overrides
+) -> Detector:
+    """The detector shipped with irstd (``irstd/weights/default.safetensors`` + ``default.yaml``).
+
+    ``default.yaml`` keys: ``model`` (required), ``kwargs``, ``in_chans`` (1), ``threshold`` (0.5),
+    ``tile`` (512), ``overlap`` (64); other keys (``normalization``, ``notes``, ``data``, ...) are
+    documentation and ignored. ``overrides`` replace ``threshold``, ``tile``, ``overlap``;
+    ``sampling`` see :func:`apply_sampling`.
+
+    Raises:
+        IRSTDError: either file missing or malformed, weights not fitting the model.
+    """
+    missing = (
+        f"the default detector is not installed (expected {DEFAULT_WEIGHTS.name} and "
+        f"{DEFAULT_CARD.name} in {_WEIGHTS_DIR}); pass --model NAME --weights FILE or --run RUN_DIR"
+    )
+    for path in (DEFAULT_CARD, DEFAULT_WEIGHTS):
+        if not path.is_file():
+            raise IRSTDError(f"{path}: {missing}")
+    return _load_card_detector(DEFAULT_WEIGHTS, DEFAULT_CARD, "default", missing, device, sampling, overrides)
+
+
+def load_shipped_detector(
+    model: str, device: str | torch.device | None = None, sampling: dict | None = None, **overrides
+) -> Detector:
+    """The weights shipped for zoo model ``model`` (:data:`SHIPPED_MODELS`), with its card's settings
+    (the card's keys as in :func:`load_default_detector`).
+
+    Raises:
+        IRSTDError: ``model`` ships no weights, or they are not installed.
+    """
+    key = model.lower()
+    if key not in SHIPPED_MODELS:
+        raise IRSTDError(f"--model {model} needs --weights FILE (an untrained network detects nothing)")
+    weights, card, label, config = SHIPPED_MODELS[key]
+    missing = (
+        f"no shipped {label} weights are installed yet (expected {weights.name} and {card.name} in {_WEIGHTS_DIR}); "
+        f"train them with irstd train --config {config} and pass --run RUN_DIR, or give --weights FILE"
+    )
+    return _load_card_detector(weights, card, f"shipped {key}", missing, device, sampling, overrides)
 
 
 def _run_weights(run_dir: Path, checkpoint: str) -> Path:
@@ -519,16 +591,20 @@ def load_detector(
     device: str | torch.device | None = None,
     tile: int | None = None,
     overlap: int | None = None,
+    sampling: dict | None = None,
 ) -> Detector:
-    """A :class:`Detector` from a run directory, a weights file, or the shipped default.
+    """A :class:`Detector` from a run directory, a weights file, or the shipped weights.
 
     * ``run``: the run's ``config.yaml`` gives model, kwargs, channels and threshold; weights from
       ``best/`` (else ``last/``; ``checkpoint`` forces one).
     * ``weights``: ``.safetensors`` written by irstd carry the model name and kwargs, so ``model``
       is optional; foreign ``.pth`` files need ``model`` (and ``model_kwargs`` if not default).
+    * ``model`` alone: the weights shipped for it (:func:`load_shipped_detector`; ``irstd_diff``).
     * nothing: :func:`load_default_detector`.
 
-    ``threshold``, ``tile``, ``overlap`` override the stored values when given.
+    ``threshold``, ``tile``, ``overlap`` override the stored values when given; ``sampling``
+    (``{"sampler", "steps", "ensemble", "seed"}``, ``None`` entries ignored) sets a diffusion
+    model's sampling (:func:`apply_sampling`).
     """
     extra = {"tile": tile, "overlap": overlap}
     extra = {k: v for k, v in extra.items() if v is not None}
@@ -545,15 +621,17 @@ def load_detector(
         net = _build_model(cfg.model.name, cfg.model.kwargs, cfg.model.in_chans, str(run / "config.yaml"))
         load_weights(net, path)
         thr = cfg.eval.threshold if threshold is None else threshold
-        return Detector(net, thr, device, cfg.model.in_chans, name=f"{cfg.model.name} ({path})", **extra)
+        tag = apply_sampling(net, sampling, f"the run's model {cfg.model.name}")
+        return Detector(net, thr, device, cfg.model.in_chans, name=f"{cfg.model.name} ({path}){tag}", **extra)
     if weights is None:
         if model is not None:
-            raise IRSTDError(f"--model {model} needs --weights FILE (an untrained network detects nothing)")
-        return load_default_detector(device=device, threshold=threshold, **extra)
+            return load_shipped_detector(model, device=device, sampling=sampling, threshold=threshold, **extra)
+        return load_default_detector(device=device, sampling=sampling, threshold=threshold, **extra)
     weights = Path(weights)
     from irstd.engine.onnx_backend import is_onnx_file
 
     if is_onnx_file(weights):
+        apply_sampling(nn.Identity(), sampling, f"{weights} (ONNX)")
         return _onnx_detector(weights, model, threshold, extra)
     meta = read_weights_metadata(weights) if weights.is_file() else {}
     name = model or meta.get("model")
@@ -566,7 +644,8 @@ def load_detector(
     net = _build_model(name, kwargs, chans, str(weights))
     load_weights(net, weights)
     thr = threshold if threshold is not None else float(meta.get("threshold", 0.5))
-    return Detector(net, thr, device, chans, name=f"{name} ({weights})", **extra)
+    tag = apply_sampling(net, sampling, f"{name} ({weights})")
+    return Detector(net, thr, device, chans, name=f"{name} ({weights}){tag}", **extra)
 
 
 def _onnx_detector(path: Path, model: str | None, threshold: float | None, extra: dict) -> Detector:

@@ -174,6 +174,7 @@ class Trainer:
 
         self.strategy = create_strategy(cfg.strategy.name, **cfg.strategy.kwargs)
         self._fresh_model = self._create_model()
+        self.strategy.check_model(self._fresh_model, cfg.model.name)
         # Rank 0 names the directory (a timestamp); every rank then checks it, so that an error
         # stops all processes instead of leaving the others waiting for rank 0.
         path = self._run_dir_arg if self._run_dir_arg is not None else None

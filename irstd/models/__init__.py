@@ -16,6 +16,10 @@ Interface shared by every network
 * Each model class has a ``stride`` attribute (the total down-sampling factor) and
   ``deep_supervision`` (bool); ``inference_channels_last = True`` where its activations run
   channels-last (read by :func:`fuse_for_inference`).
+* Generative networks (``generative = True``: ``irstd_diff``, paper 001) sample their mask in eval
+  mode (seeded, so the forward is deterministic) and return its logits like the others; they are
+  trained through their own loss, ``model(image, mask, generator=...) -> {"loss": ...}``
+  (``strategy.name: diffusion``), and a train-mode ``model(image)`` is an error.
 * Inference: :func:`fuse_for_inference` returns an eval-mode copy with BatchNorm folded into the
   convolutions (the fast form for prediction and evaluation); the model itself never caches
   anything derived from its weights, so in-place edits (EMA, weight averaging) always take effect.
@@ -30,7 +34,7 @@ from irstd.errors import IRSTDError
 from irstd.registry import Registry
 
 # Modules that register models on import. One file per architecture.
-_MODEL_MODULES = ["dnanet", "uiunet", "istdunet", "acm", "alcnet", "rdian", "agpcnet", "sctransnet", "isnet", "hcfnet", "sfim_dnanet", "litenet", "ivanistd"]
+_MODEL_MODULES = ["dnanet", "uiunet", "istdunet", "acm", "alcnet", "rdian", "agpcnet", "sctransnet", "isnet", "hcfnet", "sfim_dnanet", "litenet", "ivanistd", "irstd_diff_ce", "irstd_diff"]
 
 # Network factories by name. Per-model facts, shown by `irstd models` and checked by the tests: the
 # reference parameter count of the public implementation (1 input channel) and where it comes from.

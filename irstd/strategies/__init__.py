@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 # Modules that register strategies on import (one file per strategy).
-_STRATEGY_MODULES = ["supervised", "hrl", "wcs", "rnil"]
+_STRATEGY_MODULES = ["supervised", "hrl", "wcs", "rnil", "diffusion"]
 # Strategy classes by name, for ``strategy.name``.
 STRATEGIES = Registry("strategy", modules=[f"irstd.strategies.{m}" for m in _STRATEGY_MODULES])
 
@@ -131,6 +131,24 @@ class Strategy:
     name = "base"
     # Keys of ``ctx.logs`` that get their own column in the run's log.csv (others go to TensorBoard).
     log_keys: tuple[str, ...] = ()
+    # Strategies that train generative models (``generative = True`` on the network, irstd_diff).
+    trains_generative = False
+
+    def check_model(self, model: nn.Module, model_name: str) -> None:
+        """Raise :class:`~irstd.errors.IRSTDError` when this strategy cannot train ``model``; the
+        trainer calls it before the run directory exists, so a mismatch leaves nothing behind."""
+        net = getattr(model, "module", model)  # a DDP wrapper's network
+        if bool(getattr(net, "generative", False)) == self.trains_generative:
+            return
+        if self.trains_generative:
+            raise IRSTDError(
+                f"strategy {self.name} trains diffusion models (model.name: irstd_diff); {model_name} is a "
+                "discriminative network: use strategy.name: supervised"
+            )
+        raise IRSTDError(
+            f"{model_name} is a generative model trained through its own loss: use strategy.name: diffusion "
+            f"(strategy {self.name} trains discriminative networks)"
+        )
 
     def setup(self, model: nn.Module, ctx: StepContext) -> None:
         """Called once before training (and before a resume's :meth:`load_state_dict`): create

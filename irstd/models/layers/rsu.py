@@ -11,8 +11,8 @@ An RSU-L block is a small U-Net of height ``L`` wrapped in a residual connection
 ``RSU-LF`` ("F" for *flat*) replaces pooling and upsampling by dilated convolutions
 (dilations 1, 2, 4, ..., 2**(L-1) down and back up), for maps already too small to pool.
 
-Used by UIU-Net (all stages); paper 001's conditional encoder (IRSTD-Diff, not implemented yet)
-is made of them. Widths are free: build
+Used by UIU-Net (all stages) and by paper 001's conditional encoder (IRSTD-Diff,
+:mod:`irstd.models.irstd_diff_ce`). Widths are free: build
 ``RSU(height, in_chans, mid_chans, out_chans, dilated=...)`` or the named aliases
 :func:`RSU7` ... :func:`RSU4F`. Inputs of any size work (ceil-mode pooling, upsampling to the skip's
 exact size); sizes divisible by ``2**(L-2)`` avoid the ragged borders.
