@@ -658,6 +658,27 @@ def test_default_hrl_config_differs_from_default_only_in_strategy_and_epochs():
     assert (base["train"]["epochs"], hrl["train"]["epochs"]) == (220, 75)
 
 
+def test_table6_configs_differ_from_default_hrl_only_in_the_policy_setting():
+    # Paper 002 Table 6 on the default detector: arms that differ in what chooses the corruption.
+    paper = load_config("default_hrl").to_dict()
+    for arm in ("random", "noise", "blur", "isp"):
+        cfg = load_config(f"default_hrl_{arm}").to_dict()
+        kwargs = dict(cfg["strategy"]["kwargs"])
+        assert kwargs.pop("policy") == arm
+        assert kwargs == {k: v for k, v in paper["strategy"]["kwargs"].items() if k != "policy"}, arm
+        for key in ("model", "data", "loss", "optim", "schedule", "eval", "train"):
+            assert cfg[key] == paper[key], (arm, key)
+        assert cfg["strategy"]["name"] == "hrl"
+        assert create_strategy("hrl", **cfg["strategy"]["kwargs"]).policy == arm
+    ours = load_config("default_hrl_ours").to_dict()
+    changed = {k for k, v in ours["strategy"]["kwargs"].items() if paper["strategy"]["kwargs"].get(k) != v}
+    assert changed == {"signal", "policy_optimizer", "policy_lr"}
+    for key in ("model", "data", "loss", "optim", "schedule", "eval", "train"):
+        assert ours[key] == paper[key], key
+    strat = create_strategy("hrl", **ours["strategy"]["kwargs"])
+    assert (strat.policy, strat.signal, strat.policy_optimizer) == ("learned", "gain", "adam")
+
+
 _DDP_SCRIPT = r"""
 import sys
 import torch, torch.distributed as dist
