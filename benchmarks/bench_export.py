@@ -108,8 +108,6 @@ def bench_model(name, folder: Path, threads: int, repeats: int) -> dict:
 
 
 def levers(folder: Path, threads: int, repeats: int) -> list[tuple[str, float, float]]:
-    import copy
-
     from irstd.engine.onnx_backend import export_onnx
     from irstd.engine.predictor import load_default_detector
 
@@ -135,15 +133,12 @@ def levers(folder: Path, threads: int, repeats: int) -> list[tuple[str, float, f
     for level in ("basic", "extended"):
         variants.append((f"BN folded, opset 17, optimisation {level}", path17, level))
     # BatchNorm kept in the graph: export the eval-mode original by hand (export_onnx always folds)
-    unfused = copy.deepcopy(det.model)
-    raw = load_default_detector(device="cpu")
     from irstd.engine.checkpoint import load_weights
     from irstd.engine.predictor import DEFAULT_WEIGHTS
     from irstd.models import create
 
-    original = create("litenet", **raw.model.irstd_spec["kwargs"]).eval()
+    original = create("litenet", **det.model.irstd_spec["kwargs"]).eval()
     load_weights(original, DEFAULT_WEIGHTS)
-    del unfused
     path_unfused = folder / "lever_unfused.onnx"
     with torch.no_grad():
         torch.onnx.export(original, (torch.randn(1, 1, 32, 48),), str(path_unfused), dynamo=False, opset_version=17,

@@ -13,7 +13,9 @@ so that the load of a shared machine falls on both alike:
 * **forward**: one 1x1x256x256 input in ``torch.inference_mode``; ours is the inference copy that
   ``irstd predict`` and evaluation run (:func:`irstd.models.fuse_for_inference`: eval mode, BatchNorm
   folded), the public model is in eval mode (``mode="test"`` where it has one);
-* **train step**: a batch of 8 x 1 x 256 x 256 in train mode, forward, soft-IoU loss averaged over all
+* **train step**: a batch of 8 x 1 x 256 x 256 in train mode (ours laid out as ``irstd train`` lays it
+  out, :func:`irstd.models.training_layout`: channels-last kernels on CPU; the public model as it
+  ships), forward, soft-IoU loss averaged over all
   outputs (deep-supervision heads included; ours returns logits, so the loss applies the sigmoid the
   public forward applies itself), backward and an Adam step.
 
@@ -39,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from irstd.models import count_parameters, create, fuse_for_inference
+from irstd.models import count_parameters, create, fuse_for_inference, training_layout
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ANCHORS = REPO / ".." / "shared" / "anchors" / "basicirstd"
@@ -120,7 +122,7 @@ def bench_forward(name: str, public_eval, repeats: int) -> tuple[dict, list[str]
 
 def bench_train(name: str, public_train, repeats: int, budget: float, batch: int = 8) -> tuple[dict, list[str], str, int]:
     torch.manual_seed(0)
-    ours = create(name).train()
+    ours = training_layout(create(name).train())  # as irstd train lays it out (channels-last on CPU)
     public = public_train().train()
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 1, 256, 256, generator=g)

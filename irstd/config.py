@@ -169,6 +169,9 @@ class TrainConfig:
     an exponential moving average of the weights per optimiser step (0: off; e.g. 0.999), with the
     warm-up ``min(ema, (1 + t) / (10 + t))`` after t steps; when on, validation, the best checkpoint,
     the test and ``last/model.safetensors`` use the averaged weights (:mod:`irstd.engine.ema`).
+    ``memory_format``: layout of the convolution kernels while training, ``auto`` (channels-last on
+    CPU, where a step is ~15 % faster), ``channels_last`` or ``contiguous``
+    (:func:`irstd.models.training_layout`; checkpoints do not depend on it).
     """
 
     epochs: int = 100
@@ -184,6 +187,7 @@ class TrainConfig:
     threads: int = 0
     sync_bn: bool = False
     ema: float = 0.0
+    memory_format: str = "auto"
 
 
 @dataclass
@@ -367,6 +371,10 @@ def _check_values(cfg: Config, source: str) -> None:
     ):
         if getattr(getattr(cfg, section), key) < lo:
             bad(f"{section}.{key} must be >= {lo}")
+    from irstd.models.inference import MEMORY_FORMATS
+
+    if cfg.train.memory_format not in MEMORY_FORMATS:
+        bad(f"train.memory_format must be one of {', '.join(MEMORY_FORMATS)}; got {cfg.train.memory_format!r}")
     if not 0.0 <= cfg.train.ema < 1.0:
         bad(f"train.ema must be in [0, 1) (0: off); got {cfg.train.ema}")
     if cfg.optim.lr <= 0:

@@ -3,6 +3,8 @@ determinism, and a few optimisation steps on synthetic targets."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -166,6 +168,64 @@ def test_train_mode_output_structure_and_backward(name):
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads), f"{name}: some parameters received no gradient"
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_channels_last_training_computes_the_same_loss_and_gradients(name):
+    # irstd train lays kernels out channels-last on CPU (training_layout): same function, same gradients
+    from irstd.models import training_layout
+
+    torch.manual_seed(0)
+    ref = _create(name).train()
+    for m in ref.modules():  # dropout draws its mask in memory order: same statistics, other pixels
+        if isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d)):
+            m.p = 0.0
+    cl = training_layout(copy.deepcopy(ref), "channels_last")
+    kernels = [p for p in cl.parameters() if p.dim() == 4]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
+    h, w = _padded_size(64, 64, ref.stride)
+    x, y = _synthetic_batch(2, h, w, seed=1)
+
+    def loss_and_grad(model, dtype):
+        model = model.to(dtype)
+        torch.manual_seed(1)
+        if name in GENERATIVE:
+            loss = _train_outputs(model, name, x.to(dtype), y.to(dtype))[0]
+        else:
+            outs = _train_outputs(model, name, x.to(dtype))
+            loss = sum(F.binary_cross_entropy_with_logits(o, y.to(dtype)) for o in outs)
+        loss.backward()
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+        grad = torch.cat([p.grad.double().flatten() for p in model.parameters() if p.grad is not None])
+        return loss.detach().double(), grad
+
+    # In float64 the layout may change nothing but rounding at 1e-16: a layout-dependent computation
+    # (a view of the wrong axes, a mask drawn in memory order) shows at full size. In float32 the
+    # channels-last network is as close to the float64 truth as the contiguous one, within 10
+    # times: at initialisation some networks are ill-conditioned (UIU-Net's float32 gradients
+    # differ from its float64 ones by most of their norm), so a fixed float32 tolerance would test
+    # rounding, not layout.
+    def rel(a, b):
+        return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+
+    loss64, g64 = loss_and_grad(copy.deepcopy(ref), torch.float64)
+    loss64_cl, g64_cl = loss_and_grad(training_layout(copy.deepcopy(ref).double(), "channels_last"), torch.float64)
+    assert rel(loss64_cl, loss64) < 1e-6 and rel(g64_cl, g64) < 1e-6, f"{name}: layout changes the float64 result"
+    if not getattr(ref, "train_channels_last", True):  # opted out for float32 accuracy: auto keeps it
+        auto = training_layout(copy.deepcopy(ref).float(), "auto")
+        assert all(p.is_contiguous() for p in auto.parameters())
+        return
+    loss32, g32 = loss_and_grad(ref, torch.float32)
+    loss_cl, g_cl = loss_and_grad(cl, torch.float32)
+    for what, got, ref32, want in (("loss", loss_cl, loss32, loss64), ("gradients", g_cl, g32, g64)):
+        tol = max(1e-4 if what == "loss" else 1e-3, 10 * rel(ref32, want))
+        assert rel(got, want) <= tol, f"{name}: channels-last {what} off by {rel(got, want):.2g} (contiguous {rel(ref32, want):.2g})"
+    back = training_layout(cl, "contiguous")
+    assert all(p.is_contiguous() for p in back.parameters())
+    # the inference copy of a channels-last trained network follows the network's own choice
+    fused = fuse_for_inference(training_layout(cl, "channels_last"))
+    want = torch.channels_last if getattr(cl, "inference_channels_last", False) else torch.contiguous_format
+    convs = [m.weight for m in fused.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w_.is_contiguous(memory_format=want) for w_ in convs)
 
 
 def _synthetic_batch(n: int, h: int, w: int, seed: int):

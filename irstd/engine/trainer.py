@@ -305,9 +305,12 @@ class Trainer:
             raise IRSTDError(f"model {cfg.model.name!r}: bad model.kwargs ({exc})") from None
 
     def _setup_model(self) -> None:
+        from irstd.models import training_layout
+
         cfg = self.cfg
         model, self._fresh_model = self._fresh_model, None
         model.to(self.device)
+        training_layout(model, cfg.train.memory_format)
         if self.dist.enabled:
             if cfg.train.sync_bn:
                 model = nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -113,7 +113,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # Last: the inference module imports the layers, which need nothing above but the package itself.
-from irstd.models.inference import fuse_for_inference  # noqa: E402
+from irstd.models.inference import fuse_for_inference, training_layout  # noqa: E402
 
 __all__ = [
     "MODELS",
@@ -123,5 +123,6 @@ __all__ = [
     "model_info",
     "count_parameters",
     "fuse_for_inference",
+    "training_layout",
     "InputSizeError",
 ]

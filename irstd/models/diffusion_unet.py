@@ -155,7 +155,7 @@ class DiffusionUNet(nn.Module):
     def forward(
         self, x_t: torch.Tensor, t: torch.Tensor, image: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        emb = self.time_mlp(timestep_embedding(t.float() * self.time_scale, self.base_channels))
+        emb = self.time_mlp(timestep_embedding(t.float() * self.time_scale, self.base_channels).to(x_t.dtype))
         h = self.conv_in(torch.cat([image, x_t], dim=1))
         if self.cond_ds == 1:
             h = self._add_cond(h, cond)
