@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 NUAA = Path(os.environ.get("IRSTD_NUAA", REPO.parent / "shared" / "datasets" / "NUAA-SIRST"))
@@ -69,3 +70,12 @@ def run_torchrun(args, nproc: int = 2, timeout: float = 600.0) -> subprocess.Com
 def torchrun():
     """:func:`run_torchrun`, for tests that start a local multi-process gloo group."""
     return run_torchrun
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one CPU thread: the tests' networks are tiny, and the machine is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -18,14 +18,6 @@ from irstd.data.io import write_image
 from irstd.engine.predictor import DEFAULT_WEIGHTS
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _options(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("irstd",)):
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):

@@ -39,14 +39,6 @@ SAMPLERS = ("ddpm", "ddim", "dpm_solver")
 TINY = dict(ce_width=0.25, base_channels=8, channel_mult=(1, 2, 2), attention_ds=(), max_groups=4, steps=2)
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tiny(**kwargs):
     torch.manual_seed(0)
     return create("irstd_diff", **{**TINY, **kwargs})

@@ -17,15 +17,6 @@ from irstd.engine.optim import LRScheduler, build_optimizer, build_scheduler, lr
 from irstd.errors import IRSTDError
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run fastest on one thread, and the machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ------------------------------------------------------------------------------------ schedules
 
 

@@ -22,14 +22,6 @@ from irstd.strategies.hrl import HRL
 from irstd.strategies.policy import StrategyNetwork, normalize_batch, standardize_corrupted
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
     from irstd.data.synth import make_dataset

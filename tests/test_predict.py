@@ -54,14 +54,6 @@ def spot_model():
         models.MODELS.unregister("_test_spot")
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_frame(h, w, targets, *, base, noise, amp, dtype, seed=0):
     """Flat background with a mild gradient, Gaussian noise, Gaussian targets (sigma 1.2 px) at
     ``targets`` = [(y, x), ...]; the mask is where a target adds more than half its amplitude."""
