@@ -168,6 +168,17 @@ def test_cli_print_config_is_a_loadable_config(tmp_path, capsys):
     assert load_config(path) == load_config("nuaa_acm", ["train.epochs=5"])
 
 
+def test_cli_overrides_may_stand_on_both_sides_of_an_option(tmp_path, capsys):
+    argv = ["train", "--config", "nuaa_acm", "train.epochs=5", "--out", str(tmp_path / "r"), "train.seed=3", "--print-config"]
+    assert main(argv) == 0
+    printed = load_config(_write(tmp_path / "printed.yaml", capsys.readouterr().out))
+    assert printed == load_config("nuaa_acm", ["train.epochs=5", "train.seed=3"])
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(SystemExit) as exc:  # anything else left over is still a usage error
+        main(["train", "--config", "nuaa_acm", "--out", str(tmp_path / "r"), "--nonsense", "--print-config"])
+    assert exc.value.code == 2 and "unrecognized arguments: --nonsense" in capsys.readouterr().err
+
+
 def test_bundled_names_resolve_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert find_config("nuaa_acm") == find_config("nuaa_acm.yaml") == CONFIG_DIR / "nuaa_acm.yaml"
