@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from irstd.data.io import write_image
 from irstd.domain import brd, dis, regen
@@ -16,13 +15,7 @@ from irstd.domain.frames import HELDOUT_FRACTION, domain_frames, heldout_frames,
 from irstd.errors import IRSTDError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # one torch thread: these tests are tiny, and two threads on a shared 2-core machine wait on each other
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # every test here on one torch thread (conftest.py)
 
 
 def test_wmf_on_a_hand_computed_case():

@@ -14,12 +14,7 @@ from irstd.data.io import read_image, write_image
 from irstd.domain.dynamic import TEST_ANGLES, TRAIN_BLUR
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # every test here on one torch thread (conftest.py)
 
 
 def _dataset(root: Path, n: int = 12, dtype=np.uint8, seed: int = 0) -> None:

@@ -14,13 +14,7 @@ from irstd.domain.noise import SIGMA_MAX, build_noise_library, fit_noise
 from irstd.strategies import StepContext
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # one torch thread: these tests are tiny, and two threads on a shared 2-core machine wait on each other
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # every test here on one torch thread (conftest.py)
 
 
 def _frames(folder: Path, n: int = 6, size=(120, 144), seed=0) -> None:

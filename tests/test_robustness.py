@@ -47,12 +47,7 @@ class LocalContrast(nn.Module):
         return self.gain * (x - background - self.level)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # every test here on one torch thread (conftest.py)
 
 
 @pytest.fixture(scope="module")

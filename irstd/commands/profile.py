@@ -64,17 +64,11 @@ def run(args) -> int:
         args.warmup = 1 if diffusion else 3
     if args.batch < 1 or args.repeats < 1 or args.warmup < 0 or min(args.size) < 1 or args.ensemble < 1:
         raise IRSTDError("--batch, --repeats, --ensemble and --size must be positive, --warmup >= 0")
+    common = dict(size=tuple(args.size), batch=args.batch, threads=args.threads, repeats=args.repeats,
+                  warmup=args.warmup, device=args.device)
     if diffusion:
-        return _run_diffusion(args, names[0], kw)
-    kwargs = dict(
-        size=tuple(args.size),
-        batch=args.batch,
-        threads=args.threads,
-        repeats=args.repeats,
-        warmup=args.warmup,
-        device=args.device,
-        channels_last=args.channels_last,
-    )
+        return _run_diffusion(args, names[0], kw, common)
+    kwargs = dict(common, channels_last=args.channels_last)
     if kw:
         kwargs["model_kwargs"] = kw
     rows = []
@@ -89,7 +83,7 @@ def run(args) -> int:
     return 0
 
 
-def _run_diffusion(args, name: str, kw: dict | None) -> int:
+def _run_diffusion(args, name: str, kw: dict | None, common: dict) -> int:
     import json
 
     from irstd.data.io import atomic_write_bytes
@@ -99,16 +93,11 @@ def _run_diffusion(args, name: str, kw: dict | None) -> int:
     try:
         result = profile_diffusion(
             name,
-            size=tuple(args.size),
             steps=tuple(args.steps or (5, 10, 20)),
             sampler=args.sampler,
             ensemble=args.ensemble,
-            batch=args.batch,
-            threads=args.threads,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            device=args.device,
             model_kwargs=kw,
+            **common,
         )
     except SamplingError as exc:
         raise IRSTDError(str(exc)) from None

@@ -7,7 +7,8 @@ statistics are frozen live here, applied to a copy once, instead of being cached
 * every :class:`~irstd.models.layers.conv.ConvBNAct` with a BatchNorm gets the norm folded into its
   convolution (one pass over each output instead of two);
 * networks with ``inference_channels_last = True`` (they run their activations channels-last) get
-  their convolution weights stored channels-last, so that no call re-lays them out;
+  their convolution weights stored channels-last, so that no call re-lays them out; the others get
+  them contiguous (a network trained channels-last, :func:`training_layout`, runs eval as it asks);
 * parameters stop requiring gradients.
 
 The copy is the same function as the eval-mode original up to float rounding. Fuse again after the

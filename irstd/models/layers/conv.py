@@ -172,7 +172,8 @@ def inference_layout(x: torch.Tensor) -> torch.Tensor:
     Call at the entry of a network whose eval-mode convolutions run faster channels-last (measured per
     model); the layout then propagates through convolutions. Set ``inference_channels_last = True`` on
     such a network so that :func:`irstd.models.fuse_for_inference` stores its convolution weights
-    channels-last too (otherwise every call converts them). Training keeps the default layout.
+    channels-last too (otherwise every call converts them). In training the input keeps its layout;
+    the kernels' layout is :func:`irstd.models.training_layout`'s choice.
     """
     if torch.is_grad_enabled() or x.dim() != 4:
         return x
