@@ -74,6 +74,35 @@ def test_the_dynamic_protocol(tmp_path, bits):
             (tmp_path / "ds" / "masks" / f"{item}.png").read_bytes()
 
 
+def test_test_noise_changes_only_the_test_noise(tmp_path, capsys):
+    """A noise-severity sweep needs every variant to share the split, the training images and the
+    test blur; 0 leaves the test images blurred only."""
+    from irstd.corruptions import functional as CF
+    from irstd.data.dataset import dataset_full_scale
+
+    _dataset(tmp_path / "ds", 12, np.uint8)
+    for out, p in (("paper", "0.05"), ("mild", "0.01"), ("none", "0")):
+        assert main(["dynamic", "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / out), "--test-noise", p]) == 0
+    assert "blurred)" in capsys.readouterr().out  # the blur-only run says so
+    records = {o: json.loads((tmp_path / o / "dynamic.json").read_text()) for o in ("paper", "mild", "none")}
+    assert [records[o]["test_noise"]["proportion"] for o in ("paper", "mild", "none")] == [0.05, 0.01, 0.0]
+    scale = dataset_full_scale(tmp_path / "ds")
+    for entry in records["none"]["images"]:
+        item = entry["id"]
+        images = {o: (tmp_path / o / "images" / f"{item}.png").read_bytes() for o in records}
+        if entry["split"] == "train":
+            assert images["paper"] == images["mild"] == images["none"]
+            continue
+        assert "noise" not in entry and len({images[o] for o in images}) == 3
+        src = read_image(tmp_path / "ds" / "images" / f"{item}.png")
+        np.testing.assert_array_equal(read_image(tmp_path / "none" / "images" / f"{item}.png"),
+                                      CF.motion_blur(src, 5, entry["blur"]["angle"], full_scale=scale))
+    for o in ("paper", "mild"):
+        assert [e["split"] for e in records[o]["images"]] == [e["split"] for e in records["none"]["images"]]
+    assert main(["dynamic", "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "bad"), "--test-noise", "2"]) == 2
+    assert "outside [0, 0.5]" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
 def test_irstd_dynamic_refuses_a_non_empty_output_and_leaves_nothing(tmp_path, capsys):
     _dataset(tmp_path / "ds", 6)
     (tmp_path / "out").mkdir()

@@ -63,8 +63,13 @@ def make_dynamic(
     seed: int = 0,
     name: str | None = None,
     overwrite: bool = False,
+    test_noise: float = TEST_NOISE,
 ) -> dict:
     """Write the Dynamic-ISTD version of ``dataset`` to ``out`` (module docstring).
+
+    ``test_noise`` is the composite noise's proportion on the test images (paper: 0.05; 0 leaves
+    them blurred only). The split, the training images and the test blur do not depend on it, so
+    runs trained on one variant can be tested on another (a noise-severity sweep).
 
     Returns:
         Summary: ``out``, ``name``, ``train``, ``test``, ``train_blurred``, ``full_scale``.
@@ -93,6 +98,9 @@ def make_dynamic(
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise IRSTDError(f"{out}: folder is not empty (use --overwrite to replace what irstd dynamic writes)")
     name = name or f"Dynamic-{s.name}"
+    test_noise = float(test_noise)
+    if not 0.0 <= test_noise <= 0.5:
+        raise IRSTDError(f"test noise proportion {test_noise:g} is outside [0, 0.5]")
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise IRSTDError(f"invalid dataset name {name!r}")
 
@@ -117,9 +125,10 @@ def make_dynamic(
                 angle = TEST_ANGLES[int(angles.integers(len(TEST_ANGLES)))]
                 noise_seed = derive_seed(seed, f"dynamic:noise:{item}")
                 image = CF.motion_blur(image, TEST_BLUR_LENGTH, angle, full_scale=scale)
-                image = CF.composite_noise(image, TEST_NOISE, seed=noise_seed, full_scale=scale)
-                entry.update(blur={"length": TEST_BLUR_LENGTH, "angle": angle},
-                             noise={"name": "composite_noise", "proportion": TEST_NOISE, "seed": noise_seed})
+                entry["blur"] = {"length": TEST_BLUR_LENGTH, "angle": angle}
+                if test_noise > 0:
+                    image = CF.composite_noise(image, test_noise, seed=noise_seed, full_scale=scale)
+                    entry["noise"] = {"name": "composite_noise", "proportion": test_noise, "seed": noise_seed}
             elif item in blurred:
                 image = CF.motion_blur(image, TRAIN_BLUR[0], TRAIN_BLUR[1], full_scale=scale)
                 entry["blur"] = {"length": TRAIN_BLUR[0], "angle": TRAIN_BLUR[1]}
@@ -139,7 +148,7 @@ def make_dynamic(
             "train_blur_fraction": TRAIN_BLUR_FRACTION,
             "train_blur": {"length": TRAIN_BLUR[0], "angle": TRAIN_BLUR[1]},
             "test_blur": {"length": TEST_BLUR_LENGTH, "angles": list(TEST_ANGLES)},
-            "test_noise": {"name": "composite_noise", "proportion": TEST_NOISE},
+            "test_noise": {"name": "composite_noise", "proportion": test_noise},
             "images": record_images,
         }
         atomic_write_bytes(stage / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
