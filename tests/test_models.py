@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -393,3 +394,37 @@ def test_litenet_head_bound(fuse_act, bounded):
 def test_litenet_rejects_an_unknown_head_activation():
     with pytest.raises(ValueError, match="fuse_act"):
         create("litenet", fuse_act="gelu")
+
+
+def test_litenet_space_to_depth():
+    """space_to_depth=2: full-resolution logits (train and eval), stride doubled, the default network
+    untouched; the shuffle path is exact: a head that copies its input sub-pixels returns the frame
+    itself, so no pixel of a one-pixel target is averaged away; BatchNorm folding keeps the output."""
+    torch.manual_seed(0)
+    model = create("litenet", space_to_depth=2)
+    assert model.stride == 2 * create("litenet").stride == 32
+    x = torch.randn(2, 1, 64, 96)
+    outs = model.train()(x)
+    assert len(outs) == 5 and all(o.shape == x.shape for o in outs)
+    model.eval()
+    with torch.no_grad():
+        want = model(x)
+        np.testing.assert_allclose(fuse_for_inference(model)(x).numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+    assert want.shape == x.shape
+    assert model._full(F.pixel_unshuffle(x, 2)).equal(x)
+    with pytest.raises(ValueError, match="space_to_depth"):
+        create("litenet", space_to_depth=0)
+
+
+def test_litenet_space_to_depth_exports_to_onnx(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from irstd.engine.onnx_backend import OnnxNetwork, export_onnx
+
+    torch.manual_seed(0)
+    model = fuse_for_inference(create("litenet", space_to_depth=2).eval())
+    path = tmp_path / "s2d.onnx"
+    export_onnx(model, path, metadata={"model": "litenet", "kwargs": {"space_to_depth": 2}})
+    x = torch.randn(1, 1, 96, 128)
+    with torch.no_grad():
+        want = model(x)
+    assert float((OnnxNetwork(path)(x) - want).abs().max()) <= 1e-4

@@ -44,6 +44,12 @@ class LiteNet(nn.Module):
         fuse_act: activation between the fused head's 1x1 mixing and its logit conv: ``"none"``
             (default: logits not bounded above) or ``"relu"`` (the original head, see the module
             docstring). Same parameters and state-dict keys either way.
+        space_to_depth: ``s`` > 1 runs the whole network at ``1 / s`` resolution on the
+            ``pixel_unshuffle``-d frame (``s * s`` channels per input channel) and returns
+            full-resolution logits through ``pixel_shuffle`` (each head predicts ``s * s``
+            sub-pixels). Every input pixel stays a channel, so a one-pixel target is not
+            averaged away, while the costly full-resolution level disappears (about 4x faster
+            at 640x512 on a CPU for ``s = 2``, widths unchanged). Default 1: as before.
 
     Output: logits ``B x 1 x H x W``; ``H`` and ``W`` must be multiples of ``stride = 2**(L-1)``.
     """
@@ -56,16 +62,21 @@ class LiteNet(nn.Module):
         fuse_chans: int = 8,
         deep_supervision: bool = True,
         fuse_act: str = "none",
+        space_to_depth: int = 1,
     ):
         super().__init__()
+        if int(space_to_depth) < 1:
+            raise ValueError(f"space_to_depth must be >= 1, got {space_to_depth}")
+        self.s2d = int(space_to_depth)
+        sub = self.s2d * self.s2d
         if len(widths) != len(blocks) or len(widths) < 2:
             raise ValueError("widths and blocks need the same length, at least 2")
         if fuse_act not in _FUSE_ACTS:
             raise ValueError(f"fuse_act must be one of {sorted(_FUSE_ACTS)}, got {fuse_act!r}")
         self.fuse_act = fuse_act
         self.deep_supervision = bool(deep_supervision)
-        self.stride = 2 ** (len(widths) - 1)
-        self.stem = ConvBNAct(in_chans, widths[0], 3)
+        self.stride = 2 ** (len(widths) - 1) * self.s2d
+        self.stem = ConvBNAct(in_chans * sub, widths[0], 3)
         self.encoder = nn.ModuleList()
         prev = widths[0]
         for w, b in zip(widths, blocks):
@@ -79,14 +90,19 @@ class LiteNet(nn.Module):
             self.attention.append(CBAM(widths[i], reduction=4))
         levels = len(widths) - 1
         self.project = nn.ModuleList(ConvBNAct(widths[i], fuse_chans, 1) for i in range(levels))
-        self.side_heads = nn.ModuleList(nn.Conv2d(fuse_chans, 1, 1) for _ in range(levels))
+        self.side_heads = nn.ModuleList(nn.Conv2d(fuse_chans, sub, 1) for _ in range(levels))
         # 1x1 mixing first: a 3x3 conv over all levels at full size would cost more than the encoder.
         self.fuse = nn.Sequential(
             ConvBNAct(fuse_chans * levels, fuse_chans, 1, act=_FUSE_ACTS[fuse_act]),
-            nn.Conv2d(fuse_chans, 1, 3, padding=1),
+            nn.Conv2d(fuse_chans, sub, 3, padding=1),
         )
 
+    def _full(self, y: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(y, self.s2d) if self.s2d > 1 else y
+
     def forward(self, x: torch.Tensor):
+        if self.s2d > 1:
+            x = F.pixel_unshuffle(x, self.s2d)
         size = x.shape[-2:]
         feats = []
         h = self.stem(x)
@@ -104,9 +120,9 @@ class LiteNet(nn.Module):
             projected.append(
                 F.interpolate(self.project[i](decoded[i]), size=size, mode="bilinear", align_corners=False)
             )
-        fused = self.fuse(torch.cat(projected, dim=1))
+        fused = self._full(self.fuse(torch.cat(projected, dim=1)))
         if self.training and self.deep_supervision:
-            return [fused] + [head(p) for head, p in zip(self.side_heads, projected)]
+            return [fused] + [self._full(head(p)) for head, p in zip(self.side_heads, projected)]
         return fused
 
 
