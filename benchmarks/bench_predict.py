@@ -8,8 +8,8 @@ process, alternating per repeat after a warm-up of each, so a change of machine 
 eager torch (``irstd predict``'s default) and ONNX Runtime (``irstd predict --weights
 model.onnx``, the file written by ``irstd export``'s code path).
 
-Frames are real-looking: a NUAA-SIRST-like 8-bit frame is not needed for timing, so each size is a
-seeded smooth random background plus noise (the detector's cost does not depend on the content).
+Frames are synthetic, one per size: a seeded smooth random 8-bit background plus noise (the
+detector's cost does not depend on the content, so no dataset is needed).
 
 Peak memory: for each backend a fresh child process loads the detector and predicts one 1920x1080
 frame; the table gives the child's peak resident set size (``ru_maxrss``: the whole process, the
