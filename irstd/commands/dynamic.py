@@ -36,7 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; must be empty unless --overwrite)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the angles and the noise (default: 0)")
     p.add_argument("--name", default=None, help="dataset name of the index files (default: Dynamic-<dataset folder name>)")
-    p.add_argument("--test-noise", type=float, default=0.05, metavar="P",
+    p.add_argument("--test-noise", type=float, default=None, metavar="P",
                    help="composite noise proportion of the test images (default: 0.05, the paper's; 0: blur only)")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty DIR, replacing what this command writes")
     return p
@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from irstd.domain.dynamic import make_dynamic
 
     start = time.perf_counter()
-    s = make_dynamic(args.dataset, args.out, seed=args.seed, name=args.name, overwrite=args.overwrite,
-                     test_noise=args.test_noise)
+    noise = {} if args.test_noise is None else {"test_noise": args.test_noise}  # None: the protocol's value
+    s = make_dynamic(args.dataset, args.out, seed=args.seed, name=args.name, overwrite=args.overwrite, **noise)
     print(f"wrote {s['name']} to {s['out']}: {s['train']} train images ({s['train_blurred']} motion-blurred), "
-          f"{s['test']} test images (blurred{' and noisy' if args.test_noise > 0 else ''}), full scale {s['full_scale']:g} "
+          f"{s['test']} test images (blurred{' and noisy' if s['test_noise'] > 0 else ''}), full scale {s['full_scale']:g} "
           f"[{time.perf_counter() - start:.1f} s]")
     return 0

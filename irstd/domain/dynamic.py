@@ -72,7 +72,8 @@ def make_dynamic(
     runs trained on one variant can be tested on another (a noise-severity sweep).
 
     Returns:
-        Summary: ``out``, ``name``, ``train``, ``test``, ``train_blurred``, ``full_scale``.
+        Summary: ``out``, ``name``, ``train``, ``test``, ``train_blurred``, ``full_scale``,
+        ``test_noise``.
 
     Raises:
         IRSTDError: missing dataset, images without masks, unreadable files, overlapping input and
@@ -153,4 +154,4 @@ def make_dynamic(
         }
         atomic_write_bytes(stage / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return {"out": str(out), "name": name, "train": len(train), "test": len(test), "train_blurred": len(blurred),
-            "full_scale": scale}
+            "full_scale": scale, "test_noise": test_noise}
